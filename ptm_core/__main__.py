@@ -1,0 +1,72 @@
+"""`python -m ptm_core COMMAND ...`: merge, bench, worker, sweep, lab, app.
+
+Subcommands import their modules lazily so `merge` does not pay for vLLM or Streamlit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+from typing import Callable, Optional
+
+from ptm_core.errors import PTMError
+
+# command -> (module with main(argv), help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "merge": ("ptm_core.merge.cli", "merge models from a MergeKit YAML recipe into OUT_DIR"),
+    "worker": ("ptm_core.store.worker", "run the evaluation worker (claims jobs from the store)"),
+    "sweep": ("ptm_core.store.sweep", "evaluate a grid of recipes for an experiment"),
+    "lab": ("ptm_core.lab.build", "build the embedded lab: `lab build [--profile full|micro]`"),
+    "app": ("ptm_core.app.launch", "start the Streamlit app and a worker on localhost"),
+}
+BENCHES: dict[str, tuple[str, str]] = {
+    "merge": ("ptm_core.bench.merge_bench", "streaming merge vs mergekit-yaml vs copy floor"),
+    "swap": ("ptm_core.bench.swap_bench", "warm in-engine weight swap vs cold export+restart"),
+    "app": ("ptm_core.app.bench", "app rerun (server) and chart update (browser) latency"),
+}
+
+
+def _terminate(signum, frame):  # SIGTERM unwinds like Ctrl-C, so temp outputs are removed
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _load(module: str) -> Callable[[list[str]], Optional[int]]:
+    return importlib.import_module(module).main
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m ptm_core", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_) in COMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    bench = sub.add_parser("bench", help="benchmarks: " + ", ".join(BENCHES))
+    bench.add_argument("which", choices=list(BENCHES))
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "bench":
+        if not rest or rest[0] not in BENCHES:
+            parser.parse_args(argv[:2])  # prints the choices and exits 2
+        module, rest = BENCHES[rest[0]][0], rest[1:]
+    elif command in COMMANDS:
+        module = COMMANDS[command][0]
+    else:
+        parser.parse_args(argv[:1])
+        return 2
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return int(_load(module)(rest) or 0)
+    except PTMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was left half-written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

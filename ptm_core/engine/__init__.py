@@ -1,0 +1,1 @@
+"""Inference engines: a warm vLLM engine whose weights are swapped in place, and a transformers fallback."""

@@ -1,0 +1,1 @@
+"""Suites: what is measured (prompts, sampling, scorer) and the scorers they share."""

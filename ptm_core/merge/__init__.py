@@ -1,0 +1,1 @@
+"""The merge engine: MergeKit-compatible recipes, pure tensor math, streaming export."""

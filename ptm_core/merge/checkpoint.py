@@ -1,0 +1,200 @@
+"""A Hugging Face model directory as a merge input: config, safetensors shards, fingerprint.
+
+Inputs are local directories, or hub ids resolved through the Hugging Face cache when the
+machine is online. Pickle checkpoints (`*.bin`, `*.pt`) are refused: loading a pickle runs
+arbitrary code, and every model we merge can be converted to safetensors once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from ptm_core.errors import CheckpointError
+from ptm_core.merge.safetensors_io import SafetensorsFile, SafetensorsFormatError, TensorInfo
+
+INDEX_NAME = "model.safetensors.index.json"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# Fingerprint samples: enough evenly spaced blocks that any finetuning shows up, while
+# reading a few MiB per model instead of all of it (the merge reads everything once anyway).
+_SAMPLES, _BLOCK = 64, 4096
+
+
+def resolve_model_dir(ref: str) -> Path:
+    """A local directory, or a hub id fetched into the HF cache; clear error when offline."""
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if path.exists():
+        raise CheckpointError(ref, "is a file, not a model directory")
+    if not _HUB_ID.match(ref) or ref.startswith((".", "/")):
+        raise CheckpointError(ref, "no such directory")
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(
+            ref, allow_patterns=["*.safetensors", "*.json", "*.model", "*.txt", "tokenizer*"]
+        )
+    except Exception as e:  # offline, unknown repo, gated...
+        raise CheckpointError(
+            ref, f"is not a local directory and could not be fetched from the Hugging Face hub "
+                 f"(offline or unknown id): {type(e).__name__}: {e}"
+        ) from None
+    return Path(local)
+
+
+class Checkpoint:
+    """Read-only view of one model: its config and its tensors, one at a time."""
+
+    def __init__(self, ref: str, path: Path):
+        self.name = ref  # how the recipe names it; used in every error message
+        self.path = path
+        self.config = self._read_config()
+        self._files: dict[str, SafetensorsFile] = {}
+        self._where: dict[str, str] = {}  # tensor name -> shard filename
+        self._fingerprint: str | None = None
+        for shard in self._shard_names():
+            try:
+                f = SafetensorsFile(path / shard)
+            except SafetensorsFormatError as e:
+                self.close()
+                raise CheckpointError(ref, f"{shard}: {e}") from None
+            except FileNotFoundError:
+                self.close()
+                raise CheckpointError(ref, f"shard {shard} listed in the index is missing") from None
+            self._files[shard] = f
+            for tname in f.infos:
+                if tname in self._where:
+                    raise CheckpointError(ref, "tensor appears in two shards", tname)
+                self._where[tname] = shard
+
+    @classmethod
+    def open(cls, ref: str) -> "Checkpoint":
+        return cls(ref, resolve_model_dir(ref))
+
+    def _read_config(self) -> dict:
+        cfg = self.path / "config.json"
+        if not cfg.is_file():
+            raise CheckpointError(self.name, "has no config.json (not a Hugging Face model directory)")
+        try:
+            return json.loads(cfg.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(self.name, f"config.json is not valid JSON: {e}") from None
+
+    def _shard_names(self) -> list[str]:
+        index = self.path / INDEX_NAME
+        if index.is_file():
+            try:
+                weight_map = json.loads(index.read_text())["weight_map"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise CheckpointError(self.name, f"{INDEX_NAME} is malformed: {e}") from None
+            return sorted(set(weight_map.values()))
+        shards = sorted(p.name for p in self.path.glob("*.safetensors"))
+        if shards:
+            return shards
+        pickles = sorted(p.name for p in self.path.iterdir() if p.name.endswith(_PICKLE_SUFFIXES))
+        if pickles:
+            raise CheckpointError(
+                self.name, f"holds only pickle weights ({', '.join(pickles)}); pickles can run code "
+                "when loaded and are refused. Convert to safetensors first "
+                "(e.g. model.save_pretrained(dir, safe_serialization=True))."
+            )
+        raise CheckpointError(self.name, "has no *.safetensors weights")
+
+    # --- TensorSource protocol -------------------------------------------------------------
+    def tensor_names(self) -> list[str]:
+        return list(self._where)
+
+    def info(self, name: str) -> TensorInfo:
+        return self._files[self._where[name]].infos[name]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.info(name).shape
+
+    def dtype(self, name: str) -> torch.dtype:
+        return self.info(name).dtype
+
+    def get(self, name: str) -> torch.Tensor:
+        """The tensor in float32 (merge math is always float32)."""
+        try:
+            t = self._files[self._where[name]].read(name)
+        except KeyError:
+            raise CheckpointError(self.name, "tensor is missing", name) from None
+        except (OSError, SafetensorsFormatError) as e:
+            raise CheckpointError(self.name, f"cannot read: {e}", name) from None
+        return t.to(torch.float32)
+
+    def load_all(self) -> dict[str, torch.Tensor]:
+        return {n: self.get(n) for n in self.tensor_names()}
+
+    @property
+    def num_layers(self) -> int | None:
+        n = self.config.get("num_hidden_layers") or self.config.get("n_layer")
+        return int(n) if n else None
+
+    @cached_property
+    def main_dtype(self) -> torch.dtype:
+        """The dtype most bytes are stored in: the default output dtype of a merge."""
+        bytes_by_dtype: dict[torch.dtype, int] = {}
+        for n in self._where:
+            i = self.info(n)
+            bytes_by_dtype[i.dtype] = bytes_by_dtype.get(i.dtype, 0) + i.nbytes
+        return max(bytes_by_dtype, key=bytes_by_dtype.get) if bytes_by_dtype else torch.float32
+
+    def total_bytes(self) -> int:
+        return sum(self.info(n).nbytes for n in self._where)
+
+    def fingerprint(self) -> str:
+        """Identifies the weights without reading them all: every shard's header (names,
+        dtypes, shapes, offsets) and size, plus evenly spaced blocks of its data."""
+        if self._fingerprint is None:
+            self._fingerprint = self._compute_fingerprint()
+        return self._fingerprint
+
+    def _compute_fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for shard in sorted(self._files):
+            f = self._files[shard]
+            h.update(shard.encode() + b"\0" + f.header_bytes())
+            start, end = f.data_region()
+            h.update(str(end - start).encode())
+            span = max(end - start - _BLOCK, 0)
+            for i in range(_SAMPLES):
+                h.update(f.pread(_BLOCK, start + span * i // max(_SAMPLES - 1, 1)))
+        return h.hexdigest()[:16]
+
+    def support_files(self) -> list[Path]:
+        """Files a merged checkpoint copies from its template model (config, tokenizer...)."""
+        keep = []
+        for p in sorted(self.path.iterdir()):
+            if not p.is_file() or p.name.endswith(".safetensors") or p.name == INDEX_NAME:
+                continue
+            if p.name.endswith(_PICKLE_SUFFIXES) or p.name in ("README.md", "merge_recipe.yml"):
+                continue
+            keep.append(p)
+        return keep
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+
+    def __enter__(self) -> "Checkpoint":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Checkpoint({self.name!r})"
+
+
+def is_within(child: str | os.PathLike, parent: str | os.PathLike) -> bool:
+    c, p = Path(child).resolve(), Path(parent).resolve()
+    return c == p or p in c.parents

@@ -1,0 +1,113 @@
+"""Write a merged model to disk as a Hugging Face checkpoint, streaming tensor by tensor.
+
+Memory stays at a few tensors: inputs are read one tensor at a time and each merged tensor is
+written straight into its shard (the shard's header is computed up front from the shapes).
+The output is assembled in a temporary directory beside OUT_DIR and renamed into place only
+when complete, so an error, Ctrl-C or SIGTERM never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Mapping, Optional
+
+import torch
+from tqdm import tqdm
+
+from ptm_core import __version__
+from ptm_core.atomic import staging_dir
+from ptm_core.errors import PTMError
+from ptm_core.merge.card import model_card
+from ptm_core.merge.checkpoint import INDEX_NAME, Checkpoint, is_within
+from ptm_core.merge.plan import check_compatible, merge_state
+from ptm_core.merge.recipe import Recipe
+from ptm_core.merge.safetensors_io import OutTensor, write_safetensors
+
+DEFAULT_SHARD_BYTES = 2 * 1024**3
+RECIPE_NAME = "mergekit_config.yml"  # the name mergekit-yaml gives the recipe it writes
+_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
+                 "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+def plan_shards(entries: list[OutTensor], max_bytes: int) -> list[list[OutTensor]]:
+    """Greedy contiguous sharding; a tensor larger than max_bytes gets a shard of its own."""
+    shards: list[list[OutTensor]] = [[]]
+    size = 0
+    for e in entries:
+        if shards[-1] and size + e.nbytes > max_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(e)
+        size += e.nbytes
+    return shards
+
+
+def export(recipe: Recipe, out_dir: str | Path, *, force: bool = False, seed: int = 0,
+           shard_bytes: int = DEFAULT_SHARD_BYTES, scores: Optional[Mapping[str, float]] = None,
+           progress: bool = False) -> Path:
+    """Merge `recipe` into `out_dir` (created atomically) and return its resolved path."""
+    out = Path(out_dir).expanduser().resolve()
+    with ExitStack() as stack:
+        ckpts = {}
+        for ref in recipe.model_refs():
+            ckpts[ref] = stack.enter_context(Checkpoint.open(ref))
+        for ref, c in ckpts.items():
+            if is_within(out, c.path) or is_within(c.path, out):
+                raise PTMError(f"output {out} overlaps input model {ref!r} ({c.path}); "
+                               "choose a directory outside every input")
+        if out.exists() and not force:
+            raise PTMError(f"output {out} already exists; pass --force to replace it")
+        template = ckpts[recipe.template_model()]
+        names = check_compatible(recipe, ckpts, template.num_layers)
+        dtype_name = recipe.out_dtype or recipe.dtype
+        out_dtype = _TORCH_DTYPES[dtype_name] if dtype_name else template.main_dtype
+        entries = [OutTensor(n, out_dtype, template.shape(n)) for n in names]
+        shards = plan_shards(entries, shard_bytes)
+
+        with staging_dir(out, force=force) as tmp:
+            stream = merge_state(recipe, ckpts, num_layers=template.num_layers, seed=seed, names=names)
+            bar = tqdm(total=len(names), desc="merging", unit="tensor", disable=not progress,
+                       file=sys.stderr)
+            tensors = (bar.update(1) or t for _, t in stream)
+            files = _shard_files(len(shards))
+            for fname, shard in zip(files, shards):
+                write_safetensors(tmp / fname, shard, tensors)
+            bar.close()
+            if len(shards) > 1:
+                index = {"metadata": {"total_size": sum(e.nbytes for e in entries)},
+                         "weight_map": {e.name: f for f, s in zip(files, shards) for e in s}}
+                (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2))
+            _copy_support(template, tmp, dtype_name or _dtype_name(out_dtype))
+            (tmp / RECIPE_NAME).write_text(recipe.to_yaml())
+            inputs = {ref: c.fingerprint() for ref, c in ckpts.items()}
+            (tmp / "README.md").write_text(model_card(
+                recipe, inputs, template=recipe.template_model(), seed=seed, scores=scores,
+                version=__version__))
+    return out
+
+
+def _shard_files(n: int) -> list[str]:
+    if n == 1:
+        return ["model.safetensors"]
+    return [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return next(k for k, v in _TORCH_DTYPES.items() if v == dtype)
+
+
+def _copy_support(template: Checkpoint, dest: Path, dtype_name: str) -> None:
+    """Config, generation config and tokenizer files from the template model; the config's
+    dtype is set to what was written."""
+    for src in template.support_files():
+        if src.name == "config.json":
+            cfg = dict(template.config)
+            keys = [k for k in ("dtype", "torch_dtype") if k in cfg] or ["dtype"]
+            cfg.update({k: dtype_name for k in keys})
+            (dest / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        else:
+            shutil.copy2(src, dest / src.name)

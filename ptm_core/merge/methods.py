@@ -1,0 +1,262 @@
+"""The merge math: pure tensor functions, one per method, with MergeKit's semantics.
+
+This is the only place merge arithmetic lives. The on-disk exporter and the in-engine weight
+swap both call `merge_tensor`. Operation order follows MergeKit 0.1.5 so float32 results agree
+to rounding; see tests/test_merge_oracle.py.
+
+Randomised methods (DARE, DELLA) draw from a `torch.Generator` the caller seeds per tensor
+(see plan.tensor_generator), so a merge is reproducible and independent of the order in which
+tensors are processed. MergeKit draws from one global generator in its task order instead, so
+for the same seed the two tools give the same distribution, not the same mask.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Optional
+
+import torch
+
+Scope = Literal["shared", "input", "non_base"]
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    type: type
+    scope: Scope  # shared: one value per merge; input: every model; non_base: all but the base
+    default: Any = _REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+    def validate(self, value: Any) -> Any:
+        if self.type is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            if isinstance(value, (int, float)) and value in (0, 1):
+                return bool(value)
+            raise ValueError(f"parameter {self.name!r} must be true or false, got {value!r}")
+        if isinstance(value, bool):
+            raise ValueError(f"parameter {self.name!r} must be a number, got {value!r}")
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"parameter {self.name!r} must be a number, got {value!r}") from None
+        if not math.isfinite(v):
+            raise ValueError(f"parameter {self.name!r} must be finite, got {value!r}")
+        return v
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    params: tuple[ParamSpec, ...]
+    needs_base: bool
+    fn: Callable[..., torch.Tensor]
+    reference: str = ""
+
+    def param(self, name: str) -> Optional[ParamSpec]:
+        return next((p for p in self.params if p.name == name), None)
+
+    @property
+    def shared_params(self) -> tuple[ParamSpec, ...]:
+        return tuple(p for p in self.params if p.scope == "shared")
+
+    @property
+    def model_params(self) -> tuple[ParamSpec, ...]:
+        return tuple(p for p in self.params if p.scope != "shared")
+
+
+# --------------------------------------------------------------------------------------------
+# Sparsification (MergeKit's sparsify.py)
+
+
+def _rescaled_masked(tensor: torch.Tensor, mask: torch.Tensor, rescale: bool, eps: float = 1e-7):
+    """Apply a mask; with `rescale`, scale the result back to the original L1 norm."""
+    masked = tensor * mask
+    if not rescale:
+        return masked
+    before, after = tensor.abs().sum(), masked.abs().sum()
+    if before < eps or after < eps:
+        return masked
+    return masked * (before / after)
+
+
+def magnitude(tensor: torch.Tensor, density: float, rescale: bool) -> torch.Tensor:
+    """Keep the `density` fraction of entries with the largest magnitude (TIES' trim)."""
+    if density >= 1:
+        return tensor
+    if density <= 0 or tensor.numel() == 0:
+        return torch.zeros_like(tensor)
+    k = max(1, int(density * tensor.numel()))
+    mask = torch.zeros(tensor.numel(), dtype=tensor.dtype)
+    w = tensor.abs().reshape(-1).float()
+    mask[torch.argsort(w, descending=True)[:k]] = 1
+    return _rescaled_masked(tensor, mask.reshape_as(tensor), rescale)
+
+
+def magnitude_outliers(tensor: torch.Tensor, density: float, rescale: bool, gamma: float):
+    """Breadcrumbs: drop the `gamma` largest entries, then the smallest, keeping `density`."""
+    if density >= 1:
+        return tensor
+    n = tensor.numel()
+    target_n, n_top = int(density * n), int(gamma * n)
+    n_bot = max(0, n - target_n - n_top)
+    order = torch.sort(tensor.abs().reshape(-1).float(), descending=False).indices
+    mask = torch.zeros(n, dtype=tensor.dtype)
+    mask[order[n_bot : n_bot + target_n]] = 1
+    return _rescaled_masked(tensor, mask.reshape_as(tensor), rescale)
+
+
+def bernoulli(tensor: torch.Tensor, density: float, rescale: bool, generator: torch.Generator):
+    """DARE's random drop: keep each entry with probability `density`."""
+    if density >= 1:
+        return tensor
+    work = tensor.to(torch.float32)
+    mask = torch.bernoulli(torch.full_like(work, density), generator=generator)
+    return _rescaled_masked(work, mask, rescale).to(tensor.dtype)
+
+
+def della_magprune(tensor: torch.Tensor, density: float, rescale: bool, epsilon: float,
+                   generator: torch.Generator) -> torch.Tensor:
+    """DELLA: keep probability rises linearly with magnitude rank within each row."""
+    if density >= 1:
+        return tensor
+    if density <= 0:
+        return torch.zeros_like(tensor)
+    if density + epsilon >= 1 or density - epsilon <= 0:
+        raise ValueError("epsilon must be chosen such that density ± epsilon lies in (0, 1)")
+    shape = tensor.shape
+    t = tensor.unsqueeze(0) if tensor.dim() < 2 else tensor
+    ranks = torch.argsort(t.abs(), dim=1, descending=False).argsort(dim=1).to(torch.float32) + 1
+    lo, hi = ranks.min(dim=1, keepdim=True).values, ranks.max(dim=1, keepdim=True).values
+    rank_norm = ((ranks - lo) / (hi - lo)).clamp(0, 1)
+    probs = (density - epsilon) + rank_norm * 2 * epsilon
+    mask = torch.bernoulli(probs, generator=generator).to(torch.float32)
+    return _rescaled_masked(t.to(torch.float32), mask, rescale).to(tensor.dtype).reshape(shape)
+
+
+# --------------------------------------------------------------------------------------------
+# Methods
+
+
+def consensus_mask(deltas: torch.Tensor) -> torch.Tensor:
+    """TIES' sign election ('sum'): keep entries agreeing with the sign of the summed deltas."""
+    sign = deltas.sign()
+    majority = (deltas.sum(dim=0) >= 0).to(deltas.dtype) * 2 - 1
+    return sign == majority
+
+
+def _generalized_task_arithmetic(
+    sparsify: Optional[str], consensus: bool
+) -> Callable[..., torch.Tensor]:
+    def merge(base: torch.Tensor, inputs: list[torch.Tensor], per_input: list[dict],
+              shared: dict, generator: torch.Generator) -> torch.Tensor:
+        if not inputs:
+            return base
+        deltas = base.new_empty((len(inputs), *base.shape))
+        for i, (x, p) in enumerate(zip(inputs, per_input)):
+            delta = x - base
+            if sparsify == "magnitude":
+                delta = magnitude(delta, p["density"], shared["rescale"])
+            elif sparsify == "random":
+                delta = bernoulli(delta, p["density"], shared["rescale"], generator)
+            elif sparsify == "magnitude_outliers":
+                delta = magnitude_outliers(delta, p["density"], shared["rescale"], p["gamma"])
+            elif sparsify == "della":
+                delta = della_magprune(delta, p["density"], shared["rescale"], p["epsilon"], generator)
+            deltas[i] = delta
+        weights = torch.tensor([p["weight"] for p in per_input], dtype=deltas.dtype)
+        while deltas.dim() > weights.dim():
+            weights.unsqueeze_(-1)
+        deltas.mul_(weights)
+        if consensus:
+            mask = consensus_mask(deltas).to(base.dtype)
+            mixed = (deltas * mask).sum(dim=0)
+            divisor = (weights * mask).sum(dim=0)
+            divisor[divisor == 0] = 1
+        else:
+            mixed = deltas.sum(dim=0)
+            divisor = weights.sum(dim=0)
+            divisor[divisor.abs() < 1e-8] = 1
+        if shared["normalize"]:
+            mixed /= divisor
+        if shared["lambda"] != 1:
+            mixed *= shared["lambda"]
+        return base + mixed
+
+    return merge
+
+
+def _linear(base: Optional[torch.Tensor], inputs: list[torch.Tensor], per_input: list[dict],
+            shared: dict, generator: torch.Generator) -> torch.Tensor:
+    """Weighted average of all inputs (normalize: divide by the sum of weights)."""
+    weights = [p["weight"] for p in per_input]
+    result = torch.zeros_like(inputs[0], dtype=torch.float32)
+    for x, w in zip(inputs, weights):
+        result.addcmul_(x, torch.tensor(w, dtype=torch.float32))
+    if shared["normalize"]:
+        total = torch.tensor(weights, dtype=torch.float32).sum()
+        if total == 0:
+            raise ValueError("linear merge with normalize: the weights sum to zero")
+        result.div_(total)
+    return result
+
+
+def _gta_params(default_normalize: bool, default_rescale: bool, extra: tuple[ParamSpec, ...] = ()):
+    return (
+        ParamSpec("int8_mask", bool, "shared", False),  # accepted for compatibility; math is float32
+        ParamSpec("normalize", bool, "shared", default_normalize),
+        ParamSpec("rescale", bool, "shared", default_rescale),
+        ParamSpec("lambda", float, "shared", 1.0),
+        ParamSpec("weight", float, "non_base"),
+        ParamSpec("density", float, "non_base", 1.0),
+    ) + extra
+
+
+_GAMMA = (ParamSpec("gamma", float, "non_base", 0.01),)
+_EPSILON = (ParamSpec("epsilon", float, "non_base", 0.15),)
+
+
+def _gta(name: str, sparsify: Optional[str], consensus: bool, normalize: bool, rescale: bool,
+         ref: str, extra: tuple[ParamSpec, ...] = ()) -> MethodSpec:
+    return MethodSpec(name, _gta_params(normalize, rescale, extra), True,
+                      _generalized_task_arithmetic(sparsify, consensus), ref)
+
+
+METHODS: dict[str, MethodSpec] = {
+    m.name: m
+    for m in (
+        MethodSpec("linear", (ParamSpec("weight", float, "input"),
+                              ParamSpec("normalize", bool, "shared", True)),
+                   False, _linear, "https://arxiv.org/abs/2203.05482"),
+        _gta("task_arithmetic", None, False, False, False, "https://arxiv.org/abs/2212.04089"),
+        _gta("ties", "magnitude", True, True, False, "https://arxiv.org/abs/2306.01708"),
+        _gta("dare_linear", "random", False, False, True, "https://arxiv.org/abs/2311.03099"),
+        _gta("dare_ties", "random", True, False, True, "https://arxiv.org/abs/2311.03099"),
+        _gta("breadcrumbs", "magnitude_outliers", False, False, False,
+             "https://arxiv.org/abs/2312.06795", _GAMMA),
+        _gta("breadcrumbs_ties", "magnitude_outliers", True, False, False,
+             "https://arxiv.org/abs/2312.06795", _GAMMA),
+        _gta("della", "della", True, True, True, "https://arxiv.org/abs/2406.11617", _EPSILON),
+        _gta("della_linear", "della", False, False, True, "https://arxiv.org/abs/2406.11617", _EPSILON),
+    )
+}
+
+
+def merge_tensor(method: str, base: Optional[torch.Tensor], inputs: list[torch.Tensor],
+                 per_input: list[dict], shared: dict,
+                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Merge one tensor. `inputs` excludes the base for base-relative methods; `per_input`
+    holds each input's resolved parameters and `shared` the method-wide ones. Float32 in,
+    float32 out."""
+    spec = METHODS[method]
+    if spec.needs_base and base is None:
+        raise ValueError(f"method {method!r} needs a base_model")
+    return spec.fn(base, inputs, per_input, shared, generator or torch.Generator())

@@ -1,0 +1,75 @@
+"""The paper's parallel-train-then-merge (PTM) forms as recipe builders.
+
+Each returns a MergeKit recipe, so the merge it describes reproduces with `mergekit-yaml`:
+
+- task arithmetic (Eq. 2):   θ = θ_G + Σ_k ω_k τ_k,  τ_k = θ_k − θ_pre
+    -> task_arithmetic, base θ_pre, θ_G with weight 1, each skill with weight ω_k
+- linear interpolation (Eq. 4):   θ = θ_pre + ω τ_D + (1 − ω) τ_G  =  ω θ_D + (1 − ω) θ_G
+    -> linear, θ_G with weight 1 − ω and θ_D with weight ω (weights sum to 1)
+- WiSE-FT (Eqs. 5-6):   θ = θ_G + ω (θ_CFT − θ_G)
+    -> task_arithmetic, base θ_G, θ_CFT with weight ω
+- heuristic (Eq. 7):   ω = |D| / |G|
+
+Merged checkpoints copy config and tokenizer (with its chat template) from the first model
+under `models:`: θ_G for task arithmetic and linear interpolation, θ_CFT (θ_G continued, same
+tokenizer) for WiSE-FT.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from ptm_core.errors import RecipeError
+from ptm_core.merge.recipe import Recipe
+
+
+def heuristic_omega(d_size: float, g_size: float) -> float:
+    """Paper Eq. 7: weight a skill by its data size relative to the general data."""
+    for name, v in (("|D|", d_size), ("|G|", g_size)):
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise RecipeError(f"heuristic ω needs positive finite sizes; got {name} = {v!r}")
+    return float(d_size) / float(g_size)
+
+
+def _omega(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RecipeError(f"ω for {what} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def task_arithmetic(pre: str, general: str, skills: Mapping[str, str],
+                    omegas: Mapping[str, float], *, method: str = "task_arithmetic",
+                    **params: Any) -> Recipe:
+    """Eq. 2 with one ω per skill. `method` may be any base-relative method (ties, dare_ties,
+    ...) with its recipe-wide `params` (density, ...) for the paper's Table 6 variants."""
+    missing = set(skills) - set(omegas)
+    if missing:
+        raise RecipeError(f"no ω given for skill(s) {', '.join(sorted(missing))}")
+    unknown = set(omegas) - set(skills)
+    if unknown:
+        raise RecipeError(f"ω given for unknown skill(s) {', '.join(sorted(unknown))}")
+    models = [{"model": general, "parameters": {"weight": 1.0}}]
+    models += [{"model": path, "parameters": {"weight": _omega(omegas[name], name)}}
+               for name, path in skills.items()]
+    return Recipe.parse({"merge_method": method, "base_model": pre, "models": models,
+                         **({"parameters": params} if params else {})})
+
+
+def linear_interpolation(pre: str, general: str, skill: str, omega: float) -> Recipe:
+    """Eq. 4. θ_pre cancels out: the result is ω θ_D + (1 − ω) θ_G, which is what MergeKit's
+    `linear` computes with weights that sum to one. `pre` is kept in the signature for the
+    paper's form and must be the common base of both models."""
+    w = _omega(omega, "linear interpolation")
+    del pre  # cancels; see docstring
+    return Recipe.parse({"merge_method": "linear", "models": [
+        {"model": general, "parameters": {"weight": 1.0 - w}},
+        {"model": skill, "parameters": {"weight": w}},
+    ]})
+
+
+def wise_ft(general: str, cft: str, omega: float) -> Recipe:
+    """Eqs. 5-6: move θ_G a fraction ω of the way towards its continued-finetuned θ_CFT."""
+    return Recipe.parse({"merge_method": "task_arithmetic", "base_model": general, "models": [
+        {"model": cft, "parameters": {"weight": _omega(omega, "WiSE-FT")}},
+    ]})

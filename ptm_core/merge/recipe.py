@@ -1,0 +1,277 @@
+"""Merge recipes in MergeKit's YAML format.
+
+A recipe made here runs unchanged with `mergekit-yaml`, and a MergeKit recipe in the `models:`
+form runs here. Unlike MergeKit, anything we would not honour is an error: unknown keys, unknown
+methods or parameters, non-finite values.
+
+Parameter values follow MergeKit: a scalar; a list of numbers (a gradient interpolated over the
+layer position t = layer / (num_layers - 1)); or `{filter, value}` conditions (first whose
+filter is a substring of the tensor name wins). Per-model values take precedence over the
+recipe-wide `parameters:`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from ptm_core.errors import RecipeError
+from ptm_core.merge.methods import METHODS, MethodSpec, ParamSpec
+
+Scalar = Union[bool, int, float, str]
+Setting = Any  # Scalar | list[Scalar] | Condition | list[Condition]; validated below
+DTYPES = ("float32", "float16", "bfloat16", "float64")
+_LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputModel(_Strict):
+    model: str
+    parameters: Optional[dict[str, Setting]] = None
+
+
+class Recipe(_Strict):
+    merge_method: str
+    base_model: Optional[str] = None
+    models: list[InputModel]
+    parameters: Optional[dict[str, Setting]] = None
+    dtype: Optional[str] = None
+    out_dtype: Optional[str] = None
+    tokenizer_source: Optional[str] = None
+
+    # --- validation ----------------------------------------------------------------------
+    @field_validator("merge_method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        if v not in METHODS:
+            raise ValueError(f"unknown merge method {v!r}; supported: {', '.join(sorted(METHODS))}")
+        return v
+
+    @field_validator("dtype", "out_dtype")
+    @classmethod
+    def _known_dtype(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and v not in DTYPES:
+            raise ValueError(f"unsupported dtype {v!r}; supported: {', '.join(DTYPES)}")
+        return v
+
+    @field_validator("tokenizer_source")
+    @classmethod
+    def _tokenizer(cls, v: Optional[str]) -> Optional[str]:
+        if v == "union":
+            raise ValueError("tokenizer_source 'union' (vocabulary merging) is not supported")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> "Recipe":
+        spec = self.spec
+        if not self.models:
+            raise ValueError("a recipe needs at least one entry under models:")
+        if spec.needs_base and not self.base_model:
+            raise ValueError(f"method {spec.name!r} needs base_model")
+        if not spec.needs_base and self.base_model and self.base_model not in self.model_refs(False):
+            raise ValueError(f"method {spec.name!r} does not use base_model unless it is also listed "
+                             "under models: with a weight")
+        seen = set()
+        for m in self.models:
+            if m.model in seen:
+                raise ValueError(f"model {m.model!r} is listed twice")
+            seen.add(m.model)
+            for name, setting in (m.parameters or {}).items():
+                p = spec.param(name)
+                if p is None or p.scope == "shared":
+                    raise ValueError(f"model {m.model!r}: unknown parameter {name!r} for method "
+                                     f"{spec.name!r}; per-model parameters: "
+                                     f"{', '.join(q.name for q in spec.model_params)}")
+                _check_setting(p, setting, where=f"model {m.model!r}")
+        for name, setting in (self.parameters or {}).items():
+            p = spec.param(name)
+            if p is None:
+                raise ValueError(f"unknown parameter {name!r} for method {spec.name!r}; "
+                                 f"known: {', '.join(q.name for q in spec.params)}")
+            _check_setting(p, setting, where="parameters")
+        return self
+
+    # --- construction --------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "recipe") -> "Recipe":
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise RecipeError(f"{source} is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise RecipeError(f"{source} must be a YAML mapping with merge_method and models")
+        for key in ("slices", "modules"):
+            if key in data:
+                raise RecipeError(f"{source}: '{key}:' recipes are not supported; use 'models:'")
+        return cls.parse(data, source)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Recipe":
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise RecipeError(f"cannot read recipe {path}: {e.strerror}") from None
+        return cls.from_yaml(text, source=str(path))
+
+    @classmethod
+    def parse(cls, data: dict, source: str = "recipe") -> "Recipe":
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            msgs = []
+            for err in e.errors():
+                loc = ".".join(str(x) for x in err["loc"])
+                msg = err["msg"].removeprefix("Value error, ")
+                msgs.append(f"{loc}: {msg}" if loc else msg)
+            raise RecipeError(f"{source}: " + "; ".join(msgs)) from None
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+    def with_refs(self, mapping: dict[str, str]) -> "Recipe":
+        """The same recipe with model references renamed (e.g. to absolute paths)."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        for key in ("base_model", "tokenizer_source"):
+            if data.get(key) in mapping:
+                data[key] = mapping[data[key]]
+        for m in data["models"]:
+            m["model"] = mapping.get(m["model"], m["model"])
+        return Recipe.parse(data)
+
+    # --- identity ------------------------------------------------------------------------
+    def canonical(self) -> str:
+        return json.dumps(_canon(self.model_dump(mode="json", exclude_none=True)),
+                          sort_keys=True, separators=(",", ":"))
+
+    def key(self) -> str:
+        return hashlib.sha256(self.canonical().encode()).hexdigest()
+
+    # --- structure -----------------------------------------------------------------------
+    @property
+    def spec(self) -> MethodSpec:
+        return METHODS[self.merge_method]
+
+    def model_refs(self, include_base: bool = True) -> list[str]:
+        refs = [self.base_model] if include_base and self.base_model else []
+        return refs + [m.model for m in self.models if m.model not in refs]
+
+    def inputs(self) -> list[str]:
+        """The models whose tensors feed the method, in order (the base excluded where the
+        method treats it separately)."""
+        if self.spec.needs_base:
+            return [m.model for m in self.models if m.model != self.base_model]
+        return [m.model for m in self.models]
+
+    def template_model(self) -> str:
+        """The model whose config and tokenizer a merged checkpoint copies."""
+        if self.tokenizer_source and self.tokenizer_source != "base":
+            return self.tokenizer_source
+        if self.tokenizer_source == "base" and self.base_model:
+            return self.base_model
+        return self.models[0].model
+
+    def resolve(self, tensor_name: str, num_layers: Optional[int] = None) -> tuple[dict, list[dict]]:
+        """Parameters for one tensor: (shared, [per-input dict for each of self.inputs()])."""
+        spec = self.spec
+        t = layer_position(tensor_name, num_layers)
+        shared = {p.name: _resolve(p, [self.parameters], tensor_name, t, None) for p in spec.shared_params}
+        by_model = {m.model: m.parameters for m in self.models}
+        per_input = [
+            {p.name: _resolve(p, [by_model.get(ref), self.parameters], tensor_name, t, ref)
+             for p in spec.model_params}
+            for ref in self.inputs()
+        ]
+        return shared, per_input
+
+
+def layer_position(tensor_name: str, num_layers: Optional[int]) -> float:
+    """MergeKit's gradient coordinate: layer / (num_layers - 1); 0 outside the layer stack."""
+    m = _LAYER.search(tensor_name)
+    if not m or not num_layers:
+        return 0.0
+    return int(m.group(1)) / (num_layers - 1) if num_layers > 1 else 1.0
+
+
+def _is_condition(x: Any) -> bool:
+    return isinstance(x, dict)
+
+
+def _check_setting(p: ParamSpec, setting: Setting, where: str) -> None:
+    """Validate every scalar a setting can produce, so bad values fail before any I/O."""
+    conds = setting if isinstance(setting, list) and setting and all(map(_is_condition, setting)) \
+        else [setting] if _is_condition(setting) else None
+    if conds is not None:
+        for c in conds:
+            extra = set(c) - {"filter", "value"}
+            if extra or "value" not in c:
+                raise ValueError(f"{where}: parameter {p.name!r}: a condition has keys "
+                                 f"'filter' and 'value' only, got {sorted(c)}")
+            if c.get("filter") is not None and not isinstance(c["filter"], str):
+                raise ValueError(f"{where}: parameter {p.name!r}: filter must be a string")
+            _check_setting(p, c["value"], where)
+        return
+    values = setting if isinstance(setting, list) else [setting]
+    if not values:
+        raise ValueError(f"{where}: parameter {p.name!r} is an empty list")
+    for v in values:
+        if isinstance(v, (dict, list)) or v is None:
+            raise ValueError(f"{where}: parameter {p.name!r} has an unsupported value {v!r}")
+        try:
+            p.validate(v)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+
+
+def _evaluate(p: ParamSpec, setting: Setting, tensor_name: str, t: float) -> Any:
+    if _is_condition(setting):
+        setting = [setting]
+    if isinstance(setting, list):
+        if setting and all(map(_is_condition, setting)):
+            for c in setting:
+                f = c.get("filter")
+                if f is None or f == "*" or (tensor_name and f in tensor_name):
+                    return _evaluate(p, c["value"], tensor_name, t)
+            return None
+        values = [p.validate(v) for v in setting]
+        if p.type is bool:
+            return values[int(t * (len(values) - 1))]
+        scaled = t * (len(values) - 1)
+        i0 = int(scaled)
+        i1 = min(len(values) - 1, i0 + 1)
+        frac = scaled - i0
+        return p.validate((1 - frac) * values[i0] + frac * values[i1])
+    return p.validate(setting)
+
+
+def _resolve(p: ParamSpec, scopes: list, tensor_name: str, t: float, model: Optional[str]) -> Any:
+    for scope in scopes:
+        if scope and p.name in scope:
+            v = _evaluate(p, scope[p.name], tensor_name, t)
+            if v is not None:
+                return v
+    if p.required:
+        where = f"model {model!r}, tensor {tensor_name!r}" if model else f"tensor {tensor_name!r}"
+        raise RecipeError(f"{where}: missing required parameter {p.name!r}")
+    return p.default
+
+
+def _canon(x: Any) -> Any:
+    """Numbers compare by value in the key: 1 and 1.0 are the same weight."""
+    if isinstance(x, bool) or x is None or isinstance(x, str):
+        return x
+    if isinstance(x, (int, float)):
+        return float(x)
+    if isinstance(x, list):
+        return [_canon(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _canon(v) for k, v in x.items()}
+    return x
