@@ -45,7 +45,7 @@ def resolve_model_dir(ref: str) -> Path:
     except Exception as e:  # offline, unknown repo, gated...
         raise CheckpointError(
             ref, f"is not a local directory and could not be fetched from the Hugging Face hub "
-                 f"(offline or unknown id): {type(e).__name__}: {e}"
+                 f"(offline or unknown id): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         ) from None
     return Path(local)
 
@@ -121,10 +121,10 @@ class Checkpoint:
     def dtype(self, name: str) -> torch.dtype:
         return self.info(name).dtype
 
-    def get(self, name: str) -> torch.Tensor:
-        """The tensor in float32 (merge math is always float32)."""
+    def get(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """The tensor (or rows [r0, r1) of it) in float32: merge math is always float32."""
         try:
-            t = self._files[self._where[name]].read(name)
+            t = self._files[self._where[name]].read(name, rows)
         except KeyError:
             raise CheckpointError(self.name, "tensor is missing", name) from None
         except (OSError, SafetensorsFormatError) as e:

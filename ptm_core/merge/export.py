@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from contextlib import ExitStack
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Callable, Iterator, Mapping, Optional, TypeVar
 
 import torch
 from tqdm import tqdm
@@ -23,11 +25,12 @@ from ptm_core.atomic import staging_dir
 from ptm_core.errors import PTMError
 from ptm_core.merge.card import model_card
 from ptm_core.merge.checkpoint import INDEX_NAME, Checkpoint, is_within
-from ptm_core.merge.plan import check_compatible, merge_state
+from ptm_core.merge.plan import check_compatible, chunk_rows, merge_rows
 from ptm_core.merge.recipe import Recipe
 from ptm_core.merge.safetensors_io import OutTensor, write_safetensors
 
 DEFAULT_SHARD_BYTES = 2 * 1024**3
+T = TypeVar("T")
 RECIPE_NAME = "mergekit_config.yml"  # the name mergekit-yaml gives the recipe it writes
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
                  "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -48,7 +51,7 @@ def plan_shards(entries: list[OutTensor], max_bytes: int) -> list[list[OutTensor
 
 def export(recipe: Recipe, out_dir: str | Path, *, force: bool = False, seed: int = 0,
            shard_bytes: int = DEFAULT_SHARD_BYTES, scores: Optional[Mapping[str, float]] = None,
-           progress: bool = False) -> Path:
+           progress: bool = False, workers: int = 2) -> Path:
     """Merge `recipe` into `out_dir` (created atomically) and return its resolved path."""
     out = Path(out_dir).expanduser().resolve()
     with ExitStack() as stack:
@@ -69,13 +72,23 @@ def export(recipe: Recipe, out_dir: str | Path, *, force: bool = False, seed: in
         shards = plan_shards(entries, shard_bytes)
 
         with staging_dir(out, force=force) as tmp:
-            stream = merge_state(recipe, ckpts, num_layers=template.num_layers, seed=seed, names=names)
-            bar = tqdm(total=len(names), desc="merging", unit="tensor", disable=not progress,
-                       file=sys.stderr)
-            tensors = (bar.update(1) or t for _, t in stream)
+            bar = tqdm(total=sum(e.nbytes for e in entries), desc="merging", unit="B",
+                       unit_scale=True, disable=not progress, file=sys.stderr)
+
+            tasks = [(e.name, rows) for e in entries for rows in chunk_rows(recipe, e.shape)]
+            merged = _ordered_parallel(
+                lambda task: merge_rows(recipe, ckpts, task[0], template.num_layers, seed, task[1]),
+                tasks, workers)
+
+            def produce(entry: OutTensor):
+                for _ in chunk_rows(recipe, entry.shape):
+                    yield next(merged)
+                bar.update(entry.nbytes)
+
             files = _shard_files(len(shards))
-            for fname, shard in zip(files, shards):
-                write_safetensors(tmp / fname, shard, tensors)
+            with _torch_threads(1):
+                for fname, shard in zip(files, shards):
+                    write_safetensors(tmp / fname, shard, produce)
             bar.close()
             if len(shards) > 1:
                 index = {"metadata": {"total_size": sum(e.nbytes for e in entries)},
@@ -88,6 +101,39 @@ def export(recipe: Recipe, out_dir: str | Path, *, force: bool = False, seed: in
                 recipe, inputs, template=recipe.template_model(), seed=seed, scores=scores,
                 version=__version__))
     return out
+
+
+def _ordered_parallel(fn: Callable[[T], torch.Tensor], tasks: list[T], workers: int,
+                      window: int = 8) -> Iterator[torch.Tensor]:
+    """fn over tasks on `workers` threads, results in order, at most `window` in flight (bounded
+    memory). Torch releases the GIL in its kernels, so threads give real parallelism; one
+    intra-op thread each avoids OpenMP spin-waiting when cores are oversubscribed."""
+    if workers <= 1:
+        yield from map(fn, tasks)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque[Future] = deque()
+        it = iter(tasks)
+        try:
+            for task in it:
+                pending.append(pool.submit(fn, task))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _shard_files(n: int) -> list[str]:

@@ -60,6 +60,9 @@ class MethodSpec:
     needs_base: bool
     fn: Callable[..., torch.Tensor]
     reference: str = ""
+    # Each output element depends only on the same element of each input, so large tensors
+    # can be merged in row chunks with identical results (no tensor-wide top-k, norm or mask).
+    elementwise: bool = False
 
     def param(self, name: str) -> Optional[ParamSpec]:
         return next((p for p in self.params if p.name == name), None)
@@ -227,7 +230,8 @@ _EPSILON = (ParamSpec("epsilon", float, "non_base", 0.15),)
 def _gta(name: str, sparsify: Optional[str], consensus: bool, normalize: bool, rescale: bool,
          ref: str, extra: tuple[ParamSpec, ...] = ()) -> MethodSpec:
     return MethodSpec(name, _gta_params(normalize, rescale, extra), True,
-                      _generalized_task_arithmetic(sparsify, consensus), ref)
+                      _generalized_task_arithmetic(sparsify, consensus), ref,
+                      elementwise=sparsify is None)
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -235,7 +239,7 @@ METHODS: dict[str, MethodSpec] = {
     for m in (
         MethodSpec("linear", (ParamSpec("weight", float, "input"),
                               ParamSpec("normalize", bool, "shared", True)),
-                   False, _linear, "https://arxiv.org/abs/2203.05482"),
+                   False, _linear, "https://arxiv.org/abs/2203.05482", elementwise=True),
         _gta("task_arithmetic", None, False, False, False, "https://arxiv.org/abs/2212.04089"),
         _gta("ties", "magnitude", True, True, False, "https://arxiv.org/abs/2306.01708"),
         _gta("dare_linear", "random", False, False, True, "https://arxiv.org/abs/2311.03099"),

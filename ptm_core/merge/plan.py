@@ -25,7 +25,8 @@ class TensorSource(Protocol):
 
     def shape(self, name: str) -> tuple[int, ...]: ...
 
-    def get(self, name: str) -> torch.Tensor: ...
+    def get(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """Float32 tensor, or rows [r0, r1) of its first dimension."""
 
 
 class InMemorySource:
@@ -41,8 +42,9 @@ class InMemorySource:
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self.tensors[name].shape)
 
-    def get(self, name: str) -> torch.Tensor:
-        return self.tensors[name]
+    def get(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        t = self.tensors[name]
+        return t if rows is None else t[rows[0]:rows[1]]
 
 
 def tensor_generator(seed: int, tensor_name: str) -> torch.Generator:
@@ -87,24 +89,67 @@ def merge_state(recipe: Recipe, sources: Mapping[str, TensorSource], *,
     """Yield (name, merged float32 tensor) for every tensor of the model."""
     if names is None:
         names = check_compatible(recipe, sources, num_layers)
-    base_ref = recipe.base_model if recipe.spec.needs_base else None
-    input_refs = recipe.inputs()
     for name in names:
-        shared, per_input = recipe.resolve(name, num_layers)
-        base = _finite(sources[base_ref], name) if base_ref else None
-        inputs = [_finite(sources[r], name) for r in input_refs]
-        try:
-            out = merge_tensor(recipe.merge_method, base, inputs, per_input, shared,
-                               tensor_generator(seed, name))
-        except ValueError as e:
-            raise MergeError(f"tensor {name!r}: {e}") from None
-        if not torch.isfinite(out).all():
-            raise MergeError(f"tensor {name!r}: the merge produced NaN or Inf")
-        yield name, out
+        yield name, merge_rows(recipe, sources, name, num_layers, seed, None)
 
 
-def _finite(src: TensorSource, name: str) -> torch.Tensor:
-    t = src.get(name)
-    if not torch.isfinite(t).all():
-        raise MergeError(f"model {src.name!r}, tensor {name!r}: contains NaN or Inf")
-    return t
+# Rows per chunk are chosen so one input chunk holds about this many float32 values (1 MiB):
+# small enough that the method's several passes over a chunk stay in cache.
+CHUNK_ELEMENTS = 256 * 1024
+
+
+def chunk_rows(recipe: Recipe, shape: tuple[int, ...],
+               chunk_elements: int = CHUNK_ELEMENTS) -> list[Optional[tuple[int, int]]]:
+    """Row ranges to merge a tensor in ([None] = whole). Only elementwise methods are chunked,
+    which gives results identical to merging the whole tensor."""
+    numel = 1
+    for d in shape:
+        numel *= d
+    if not recipe.spec.elementwise or len(shape) < 2 or numel <= chunk_elements:
+        return [None]
+    step = max(1, chunk_elements // (numel // shape[0]))
+    return [(r0, min(r0 + step, shape[0])) for r0 in range(0, shape[0], step)]
+
+
+def merge_chunks(recipe: Recipe, sources: Mapping[str, TensorSource], name: str, *,
+                 num_layers: Optional[int] = None, seed: int = 0,
+                 chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[torch.Tensor]:
+    """The merged tensor as consecutive row chunks (see chunk_rows)."""
+    shape = sources[recipe.template_model()].shape(name)
+    for rows in chunk_rows(recipe, shape, chunk_elements):
+        yield merge_rows(recipe, sources, name, num_layers, seed, rows)
+
+
+def merge_rows(recipe: Recipe, sources: Mapping[str, TensorSource], name: str,
+                num_layers: Optional[int], seed: int, rows: Optional[tuple[int, int]]) -> torch.Tensor:
+    shared, per_input = recipe.resolve(name, num_layers)
+    base_ref = recipe.base_model if recipe.spec.needs_base else None
+    refs = ([base_ref] if base_ref else []) + recipe.inputs()
+    tensors = [sources[r].get(name, rows) for r in refs]
+    # Elementwise methods carry any NaN/Inf of an input into the output (NaN*0 and inf-inf are
+    # NaN), so checking the output is enough there; sparsifying methods could mask one out.
+    if not recipe.spec.elementwise:
+        _check_inputs(sources, refs, tensors, name)
+    try:
+        out = merge_tensor(recipe.merge_method, tensors[0] if base_ref else None,
+                           tensors[1:] if base_ref else tensors, per_input, shared,
+                           tensor_generator(seed, name))
+    except ValueError as e:
+        raise MergeError(f"tensor {name!r}: {e}") from None
+    if not all_finite(out):
+        _check_inputs(sources, refs, tensors, name)
+        raise MergeError(f"tensor {name!r}: the merge produced NaN or Inf")
+    return out
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Fast screen: a float sum is finite iff no element is NaN/Inf, unless it overflowed;
+    only then pay for the elementwise check."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
+def _check_inputs(sources: Mapping[str, TensorSource], refs: list[str],
+                  tensors: list[torch.Tensor], name: str) -> None:
+    for ref, t in zip(refs, tensors):
+        if not all_finite(t):
+            raise MergeError(f"model {sources[ref].name!r}, tensor {name!r}: contains NaN or Inf")

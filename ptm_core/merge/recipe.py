@@ -106,7 +106,7 @@ class Recipe(_Strict):
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise RecipeError(f"{source} is not valid YAML: {e}") from None
+            raise RecipeError(f"{source} is not valid YAML: {' '.join(str(e).split())}") from None
         if not isinstance(data, dict):
             raise RecipeError(f"{source} must be a YAML mapping with merge_method and models")
         for key in ("slices", "modules"):

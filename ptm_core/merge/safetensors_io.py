@@ -54,19 +54,25 @@ class SafetensorsFile:
             os.close(self._fd)
             raise
 
-    def read(self, name: str) -> torch.Tensor:
+    def read(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """The tensor, or only rows [r0, r1) of its first dimension (one contiguous range)."""
         info = self.infos[name]
-        buf = bytearray(info.nbytes)
+        shape, start, nbytes = info.shape, info.start, info.nbytes
+        if rows is not None:
+            r0, r1 = rows
+            row_bytes = nbytes // shape[0]
+            shape, start, nbytes = (r1 - r0, *shape[1:]), start + r0 * row_bytes, (r1 - r0) * row_bytes
+        buf = bytearray(nbytes)
         view = memoryview(buf)
         got = 0
-        while got < info.nbytes:  # pread may return short counts on some filesystems
-            n = os.preadv(self._fd, [view[got:]], info.start + got)
+        while got < nbytes:  # pread may return short counts on some filesystems
+            n = os.preadv(self._fd, [view[got:]], start + got)
             if n == 0:
                 raise SafetensorsFormatError(f"{self.path}: unexpected end of file reading {name!r}")
             got += n
-        if info.nbytes == 0:
-            return torch.empty(info.shape, dtype=info.dtype)
-        return torch.frombuffer(buf, dtype=info.dtype).reshape(info.shape)
+        if nbytes == 0:
+            return torch.empty(shape, dtype=info.dtype)
+        return torch.frombuffer(buf, dtype=info.dtype).reshape(shape)
 
     def header_bytes(self) -> bytes:
         """The raw header, cheap to hash: it pins names, dtypes, shapes and offsets."""
@@ -140,13 +146,14 @@ class OutTensor:
 def write_safetensors(
     path: str | os.PathLike,
     entries: list[OutTensor],
-    produce: Callable[[OutTensor], torch.Tensor] | Iterable[torch.Tensor],
+    produce: Callable[[OutTensor], Iterable[torch.Tensor]],
     metadata: dict[str, str] | None = None,
 ) -> None:
     """Write `entries` to `path`, pulling each tensor just before its bytes are written.
 
     The header is computed from the declared shapes first, so tensors stream straight to the
-    file: no shard buffer. `produce` is either a function of the entry or an iterable in order.
+    file: no shard buffer. `produce(entry)` yields the tensor whole or as consecutive chunks
+    along its first dimension.
     """
     header: dict[str, object] = {"__metadata__": metadata or {"format": "pt"}}
     offset = 0
@@ -156,16 +163,17 @@ def write_safetensors(
         offset += e.nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # pad so tensor data starts 8-byte aligned
-    source = iter(produce) if not callable(produce) else None
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
         for e in entries:
-            t = produce(e) if source is None else next(source)
-            if tuple(t.shape) != e.shape:
-                raise ValueError(f"tensor {e.name!r}: produced shape {tuple(t.shape)} != declared {e.shape}")
-            t = t.to(e.dtype).contiguous()
-            if e.nbytes:
-                f.write(t.reshape(-1).view(torch.uint8).numpy().data)
+            written = 0
+            for t in produce(e):
+                t = t.to(e.dtype).contiguous()
+                if t.numel():
+                    f.write(t.reshape(-1).view(torch.uint8).numpy().data)
+                written += t.numel() * e.dtype.itemsize
+            if written != e.nbytes:
+                raise ValueError(f"tensor {e.name!r}: produced {written} bytes, declared {e.nbytes}")
         f.flush()
         os.fsync(f.fileno())

@@ -1,0 +1,196 @@
+"""`python -m ptm_core bench merge`: streaming merge vs mergekit-yaml vs the copy floor.
+
+Builds synthetic Llama-shaped checkpoints (bf16, sharded; θ_pre, θ_G and two skills), merges
+them with PTM task arithmetic, and measures in one run, each as a separate process: this
+project's merge, `mergekit-yaml` on the same recipe (when installed), and the floor (reading
+every input once and copying one model). Wall time and peak RSS are per process (wait4), with
+the inputs already in the page cache for all of them. The last line is a JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ptm_core.merge.ptm import task_arithmetic
+from ptm_core.merge.safetensors_io import OutTensor, write_safetensors
+
+MODELS = ("pre", "general", "skill_a", "skill_b")
+
+
+def llama_tensors(layers: int, hidden: int, inter: int, vocab: int) -> list[tuple[str, tuple[int, ...]]]:
+    names = [("model.embed_tokens.weight", (vocab, hidden))]
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        names += [(p + "input_layernorm.weight", (hidden,)),
+                  (p + "self_attn.q_proj.weight", (hidden, hidden)),
+                  (p + "self_attn.k_proj.weight", (hidden, hidden)),
+                  (p + "self_attn.v_proj.weight", (hidden, hidden)),
+                  (p + "self_attn.o_proj.weight", (hidden, hidden)),
+                  (p + "post_attention_layernorm.weight", (hidden,)),
+                  (p + "mlp.gate_proj.weight", (inter, hidden)),
+                  (p + "mlp.up_proj.weight", (inter, hidden)),
+                  (p + "mlp.down_proj.weight", (hidden, inter))]
+    return names + [("model.norm.weight", (hidden,)), ("lm_head.weight", (vocab, hidden))]
+
+
+def build_models(root: Path, layers: int, hidden: int, inter: int, vocab: int,
+                 shard_bytes: int) -> dict[str, Path]:
+    """Synthetic checkpoints: θ_pre random, the others θ_pre plus small per-model deltas.
+    Reused when already built with the same shape."""
+    spec = {"layers": layers, "hidden": hidden, "inter": inter, "vocab": vocab, "shard": shard_bytes}
+    stamp = root / "spec.json"
+    paths = {m: root / m for m in MODELS}
+    if stamp.exists() and json.loads(stamp.read_text()) == spec:
+        return paths
+    shutil.rmtree(root, ignore_errors=True)
+    tensors = llama_tensors(layers, hidden, inter, vocab)
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden,
+              "intermediate_size": inter, "num_hidden_layers": layers, "num_attention_heads": hidden // 64,
+              "num_key_value_heads": hidden // 64, "vocab_size": vocab, "max_position_embeddings": 2048,
+              "rms_norm_eps": 1e-5, "tie_word_embeddings": False, "dtype": "bfloat16"}
+    for i, model in enumerate(MODELS):
+        d = paths[model]
+        d.mkdir(parents=True)
+        (d / "config.json").write_text(json.dumps(config, indent=2))
+        entries = [OutTensor(n, torch.bfloat16, s) for n, s in tensors]
+        shards, size = [[]], 0
+        for e in entries:
+            if shards[-1] and size + e.nbytes > shard_bytes:
+                shards.append([])
+                size = 0
+            shards[-1].append(e)
+            size += e.nbytes
+        weight_map = {}
+
+        def produce(e: OutTensor, model_index=i):
+            g = torch.Generator().manual_seed(hash(e.name) & 0xFFFF)  # same θ_pre for all models
+            t = torch.randn(e.shape, generator=g) * 0.02
+            if model_index:
+                t += torch.randn(e.shape, generator=torch.Generator().manual_seed(model_index)) * 0.002
+            yield t
+
+        for k, shard in enumerate(shards):
+            fname = f"model-{k + 1:05d}-of-{len(shards):05d}.safetensors"
+            write_safetensors(d / fname, shard, produce)
+            weight_map.update({e.name: fname for e in shard})
+        (d / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    stamp.write_text(json.dumps(spec))
+    return paths
+
+
+# Children are started from this tiny launcher, not from the benchmark itself: a forked child
+# counts its parent's resident pages until it execs, which would inflate its peak RSS.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = proc.stderr.read()
+_, status, usage = os.wait4(proc.pid, 0)
+print(json.dumps({"wall": time.perf_counter() - start, "rss_kb": usage.ru_maxrss,
+                  "code": os.waitstatus_to_exitcode(status), "err": err[-1500:].decode(errors="replace")}))
+"""
+
+
+def measure(cmd: list[str], env: Optional[dict] = None) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of one child process."""
+    out = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, *cmd], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    if r["code"] != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({r['code']}): {r['err']}")
+    return r["wall"], r["rss_kb"] / 1024
+
+
+FLOOR = """
+import os, shutil, sys
+src, dst = sys.argv[1:-1], sys.argv[-1]
+for d in src:
+    for f in sorted(os.listdir(d)):
+        if f.endswith('.safetensors'):
+            with open(os.path.join(d, f), 'rb') as fh:
+                while fh.read(16 << 20):
+                    pass
+shutil.copytree(src[1], dst)
+"""
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ptm_core bench merge", description=__doc__.splitlines()[0])
+    p.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "ptm-bench-merge")
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--hidden", type=int, default=1024)
+    p.add_argument("--intermediate", type=int, default=2752)
+    p.add_argument("--vocab", type=int, default=32000)
+    p.add_argument("--shard-size-mb", type=int, default=100)
+    p.add_argument("--repeat", type=int, default=3, help="runs per contender; medians are reported")
+    p.add_argument("--no-mergekit", action="store_true")
+    a = p.parse_args(argv)
+
+    root = a.workdir.resolve()
+    print(f"building synthetic checkpoints in {root} ...", file=sys.stderr)
+    paths = build_models(root / "models", a.layers, a.hidden, a.intermediate, a.vocab, a.shard_size_mb << 20)
+    inputs_bytes = sum(f.stat().st_size for d in paths.values() for f in d.glob("*.safetensors"))
+    recipe = task_arithmetic(str(paths["pre"]), str(paths["general"]),
+                             {"a": str(paths["skill_a"]), "b": str(paths["skill_b"])}, {"a": 0.3, "b": 0.6})
+    cfg = root / "recipe.yml"
+    cfg.write_text(recipe.to_yaml())
+    for d in paths.values():  # page cache warm for everyone
+        for f in d.glob("*.safetensors"):
+            f.read_bytes()
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    mergekit = Path(sys.executable).with_name("mergekit-yaml")
+    contenders = {
+        "floor": lambda out: [sys.executable, "-c", FLOOR, *map(str, paths.values()), str(out)],
+        "ptm_core": lambda out: [sys.executable, "-m", "ptm_core", "merge", str(cfg), str(out), "--quiet"],
+    }
+    if mergekit.exists() and not a.no_mergekit:
+        contenders["mergekit"] = lambda out: [str(mergekit), str(cfg), str(out)]
+    results: dict[str, dict] = {}
+    for name, cmd in contenders.items():
+        walls, rss = [], []
+        for _ in range(a.repeat):
+            out = root / f"out_{name}"
+            shutil.rmtree(out, ignore_errors=True)
+            w, r = measure(cmd(out), env)
+            walls.append(w)
+            rss.append(r)
+        results[name] = {"s": statistics.median(walls), "peak_rss_mb": max(rss),
+                         "rss_pct_inputs": 100 * max(rss) * 2**20 / inputs_bytes}
+        print(f"{name:>9}: {results[name]['s']:6.2f} s  peak RSS {results[name]['peak_rss_mb']:7.0f} MiB "
+              f"({results[name]['rss_pct_inputs']:5.1f}% of inputs)  runs: "
+              + ", ".join(f"{w:.2f}" for w in walls), file=sys.stderr)
+
+    summary = {"inputs_mb": round(inputs_bytes / 2**20, 1), "models": len(paths),
+               "ptm_core_s": round(results["ptm_core"]["s"], 3),
+               "ptm_core_peak_rss_mb": round(results["ptm_core"]["peak_rss_mb"], 1),
+               "ptm_core_rss_pct_inputs": round(results["ptm_core"]["rss_pct_inputs"], 1),
+               "floor_s": round(results["floor"]["s"], 3),
+               "floor_peak_rss_mb": round(results["floor"]["peak_rss_mb"], 1)}
+    if "mergekit" in results:
+        summary.update({"mergekit_s": round(results["mergekit"]["s"], 3),
+                        "mergekit_peak_rss_mb": round(results["mergekit"]["peak_rss_mb"], 1),
+                        "mergekit_rss_pct_inputs": round(results["mergekit"]["rss_pct_inputs"], 1),
+                        "speedup_vs_mergekit": round(results["mergekit"]["s"] / results["ptm_core"]["s"], 2),
+                        "max_abs_diff_vs_mergekit": _max_diff(root / "out_ptm_core", root / "out_mergekit")})
+    print(json.dumps(summary))
+    return 0
+
+
+def _max_diff(a: Path, b: Path) -> float:
+    """Largest elementwise difference between two merged checkpoints (MergeKit does the math in
+    the inputs' bf16 when the recipe sets no dtype; we always compute in float32)."""
+    from ptm_core.merge.checkpoint import Checkpoint
+
+    with Checkpoint.open(str(a)) as x, Checkpoint.open(str(b)) as y:
+        return max((x.get(n) - y.get(n)).abs().max().item() for n in x.tensor_names())
