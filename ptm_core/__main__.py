@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("ptm_core.merge.cli", "merge models from a MergeKit YAML recipe into OUT_DIR"),
     "worker": ("ptm_core.store.worker", "run the evaluation worker (claims jobs from the store)"),
     "sweep": ("ptm_core.store.sweep", "evaluate a grid of recipes for an experiment"),
+    "cached": ("ptm_core.store.cached", "import/export shipped results in cached_runs/*.jsonl"),
     "lab": ("ptm_core.lab.build", "build the embedded lab: `lab build [--profile full|micro]`"),
     "app": ("ptm_core.app.launch", "start the Streamlit app and a worker on localhost"),
 }

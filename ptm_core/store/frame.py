@@ -1,0 +1,108 @@
+"""The tidy results table the app consumes: one row per evaluated model, one column per axis."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pandas as pd
+
+from ptm_core.store.experiment import Experiment
+from ptm_core.store.records import ResultRecord
+
+POINT_COLUMNS = ["experiment", "kind", "skills", "omega", "label", "data_size", "train_steps",
+                 "recipe_key", "point_id", "method", "heuristic", "source"]
+KIND_ORDER = ["base", "general", "skill", "ptm", "linear", "wise_ft", "ties", "dare_ties",
+              "dare_linear", "cft", "rt"]
+
+
+def axis_value(exp: Experiment, axis: str, record: ResultRecord) -> float | None:
+    """The score of `axis` in a suite record: the axis's metric, else the suite's only
+    top-level metric, else 'score'."""
+    metrics = record.metrics
+    metric = exp.axes[axis].metric
+    if metric is not None:
+        return metrics.get(metric)
+    top = [k for k in metrics if "/" not in k]
+    if len(top) == 1:
+        return metrics[top[0]]
+    return metrics.get("score")
+
+
+def _serves(exp: Experiment, axis: str, r: ResultRecord) -> bool:
+    if r.axes:
+        return axis in r.axes
+    return r.suite == exp.axes[axis].suite  # records from elsewhere: match by suite name
+
+
+def _preference(exp: Experiment, r: ResultRecord) -> tuple:
+    # the experiment's engine first, then the newest measurement
+    return (r.engine == exp.engine, r.created_at)
+
+
+def results_frame(store: Any, experiment: Experiment | str) -> pd.DataFrame:
+    """Rows: every point with at least one measured axis, plus imported reference scores.
+
+    Columns: experiment, kind, skills, omega (JSON {skill: ω} or None), label, data_size,
+    train_steps, recipe_key, point_id, method, heuristic, source, then one float column per
+    axis of the experiment (NaN where not measured yet). When a point has several records for
+    one axis (e.g. two suite versions), the experiment's engine and then the newest wins.
+    """
+    exp = store.get_experiment(experiment) if isinstance(experiment, str) else experiment
+    axes = list(exp.axes)
+    by_point: dict[str, list[ResultRecord]] = {}
+    for r in store.results(exp.name):
+        by_point.setdefault(r.point_id, []).append(r)
+    rows: list[dict[str, Any]] = []
+    for pid, recs in by_point.items():
+        first = max(recs, key=lambda r: r.created_at)
+        row: dict[str, Any] = {
+            "experiment": exp.name, "kind": first.kind, "skills": first.skills,
+            "omega": first.omega, "label": first.label, "data_size": first.data_size,
+            "train_steps": first.train_steps, "recipe_key": first.recipe_key, "point_id": pid,
+            "method": first.method, "heuristic": first.heuristic,
+            "source": "cached" if all(r.source == "cached" for r in recs) else "computed",
+        }
+        for axis in axes:
+            cands = [r for r in recs if _serves(exp, axis, r)]
+            vals = [(r, axis_value(exp, axis, r)) for r in sorted(cands, key=lambda r: _preference(exp, r),
+                                                                  reverse=True)]
+            vals = [v for _, v in vals if v is not None]
+            row[axis] = float(vals[0]) if vals else math.nan
+        rows.append(row)
+    for i, ref in enumerate(exp.references):
+        if ref.scores is None:
+            continue
+        row = {
+            "experiment": exp.name, "kind": ref.kind, "omega": None,
+            "skills": "+".join(s for s in exp.skills if s in ref.skills),
+            "label": ref.display_label(), "data_size": ref.data_size, "train_steps": ref.train_steps,
+            "recipe_key": None, "point_id": f"imported:{i}", "method": "imported",
+            "heuristic": False, "source": "imported",
+        }
+        for axis in axes:
+            row[axis] = float(ref.scores[axis]) if axis in ref.scores else math.nan
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=POINT_COLUMNS + axes)
+    if df.empty:
+        return df.astype({a: "float64" for a in axes})
+    order = {k: i for i, k in enumerate(KIND_ORDER)}
+    df["_k"] = df["kind"].map(lambda k: order.get(k, len(order)))
+    df["_w"] = df["omega"].map(lambda o: ",".join(f"{v:+016.6f}" for _, v in sorted(json.loads(o).items()))
+                               if isinstance(o, str) and o else "")
+    df = df.sort_values(["_k", "skills", "_w", "data_size", "label"], na_position="first")
+    df = df.drop(columns=["_k", "_w"]).reset_index(drop=True)
+    df["data_size"] = df["data_size"].astype("Int64")
+    df["train_steps"] = df["train_steps"].astype("Int64")
+    df["heuristic"] = df["heuristic"].astype(bool)
+    for a in axes:
+        df[a] = df[a].astype("float64")
+    return df
+
+
+def omega_of(row_omega: str | None, skill: str) -> float | None:
+    """ω of one skill from the frame's omega column."""
+    if not isinstance(row_omega, str) or not row_omega:
+        return None
+    return json.loads(row_omega).get(skill)

@@ -1,0 +1,220 @@
+"""The SQLite store and job queue in one process: dedupe, leases, failures, history, atomicity."""
+
+import sqlite3
+
+import pytest
+
+from ptm_core.store.db import Store, StoreError
+from ptm_core.store.jobs import record_for
+from ptm_core.store.testing import fake_lab, ptm_specs
+
+
+class Clock:
+    def __init__(self, t=1_000_000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def lab(tmp_path):
+    exp, builder, resolver = fake_lab(tmp_path)
+    clock = Clock()
+    store = Store(tmp_path / "store.sqlite", clock=clock)
+    store.register_experiment(exp)
+    return store, exp, clock
+
+
+def rec(spec, value=50.0, **kw):
+    return record_for(spec, metrics={"score": value}, counts={"score": 4}, wall_s=0.1, swap_s=0.0,
+                      engine="fake", versions={"ptm_core": "test"}, **kw)
+
+
+def test_wal_and_schema(lab):
+    store, _, _ = lab
+    con = sqlite3.connect(store.path)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert store.check() == "ok"
+
+
+def test_same_job_twice_is_queued_once_and_cached_results_make_no_job(lab):
+    store, exp, _ = lab
+    spec, = ptm_specs(exp, [0.3], axes=["general"])
+    a = store.enqueue(spec)
+    b = store.enqueue(spec)
+    assert a.status == "queued" and b.status == "existing" and a.job_id == b.job_id
+    assert store.queue_counts(exp.name)["queued"] == 1
+    job = store.claim("w1")
+    assert store.enqueue(spec).status == "existing"  # running counts as active too
+    assert store.complete(job, rec(spec))
+    out = store.enqueue(spec)
+    assert out.status == "cached" and out.job_id is None
+    assert store.queue_counts(exp.name) == {"queued": 0, "running": 0, "done": 1, "failed": 0, "cancelled": 0}
+
+
+def test_a_result_measured_for_another_experiment_is_reused(lab, tmp_path):
+    store, exp, _ = lab
+    spec, = ptm_specs(exp, [0.3], axes=["general"])
+    store.put_result(rec(spec, 42.0))
+    other = exp.model_copy(update={"name": "copy"})
+    spec2, = ptm_specs(other, [0.3], axes=["general"])
+    assert spec2.key == spec.key  # the experiment name is not part of the key
+    assert store.enqueue(spec2).status == "cached"
+    copied = store.get_result(spec.key, "copy")
+    assert copied.metrics == {"score": 42.0} and copied.experiment == "copy"
+
+
+def test_claim_order_priority_then_fifo(lab):
+    store, exp, _ = lab
+    s1, s2, s3 = ptm_specs(exp, [0.1, 0.2, 0.3], axes=["general"])
+    store.enqueue(s1)
+    store.enqueue(s2)
+    store.enqueue(s3, priority=5)
+    assert [store.claim("w").spec.key for _ in range(3)] == [s3.key, s1.key, s2.key]
+    assert store.claim("w") is None
+
+
+def test_expired_lease_returns_the_job_to_the_queue(lab):
+    store, exp, clock = lab
+    spec, = ptm_specs(exp, [0.3], axes=["general"])
+    store.enqueue(spec)
+    dead = store.claim("dead-worker", lease_s=10)
+    clock.t += 5
+    assert store.claim("w2", lease_s=10) is None  # still leased
+    assert store.heartbeat(dead.id, "dead-worker", lease_s=10)  # alive: lease now ends at +15
+    clock.t += 8  # +13
+    assert store.claim("w2", lease_s=10) is None
+    clock.t += 20  # no heartbeat for 20 s: the worker is gone
+    row = store.job(dead.id)
+    assert row.status == "running" and row.stale  # the app can show it as stalled
+    job = store.claim("w2", lease_s=10)
+    assert job is not None and job.id == dead.id and job.attempts == 2
+    assert not store.heartbeat(dead.id, "dead-worker")  # the old worker lost it
+    assert not store.fail(dead, "late failure")  # and cannot fail it any more
+    assert store.complete(job, rec(spec))
+    hist = [(e.status, e.worker) for e in store.job_events(job.id)]
+    assert hist == [("queued", None), ("running", "dead-worker"), ("queued", "dead-worker"),
+                    ("running", "w2"), ("done", "w2")]
+
+
+def test_a_job_that_keeps_killing_workers_fails_after_max_attempts(lab):
+    store, exp, clock = lab
+    spec, = ptm_specs(exp, [0.3], axes=["general"])
+    store.enqueue(spec)
+    for i in range(3):
+        assert store.claim(f"w{i}", lease_s=1, max_attempts=3) is not None
+        clock.t += 2
+    assert store.claim("w9", lease_s=1, max_attempts=3) is None
+    row = store.jobs(experiment=exp.name)[0]
+    assert row.status == "failed" and "lease expired" in row.error and "attempt 3 of 3" in row.error
+
+
+def test_late_result_from_a_worker_that_lost_its_lease_is_kept_once(lab):
+    store, exp, clock = lab
+    spec, = ptm_specs(exp, [0.3], axes=["general"])
+    store.enqueue(spec)
+    slow = store.claim("slow", lease_s=1)
+    clock.t += 5
+    fast = store.claim("fast", lease_s=60)
+    assert store.complete(fast, rec(spec, 10.0))
+    assert not store.complete(slow, rec(spec, 99.0))  # not the owner any more
+    assert store.get_result(spec.key, exp.name).metrics == {"score": 10.0}  # first write kept
+    assert len(store.results(exp.name)) == 1
+    assert store.job(fast.id).status == "done"
+
+
+def test_failure_is_recorded_and_retry_makes_a_new_job(lab):
+    store, exp, _ = lab
+    spec, = ptm_specs(exp, [0.3], axes=["general"])
+    store.enqueue(spec)
+    job = store.claim("w")
+    assert store.fail(job, "RuntimeError: the suite file lacks column 'prompt'")
+    row = store.job(job.id)
+    assert row.status == "failed" and "lacks column" in row.error and row.finished_at is not None
+    assert store.retry_failed(experiment=exp.name) == 1
+    rows = store.jobs(experiment=exp.name)
+    assert [r.status for r in rows] == ["queued", "failed"]  # the failure stays in the history
+
+
+def test_progress_is_readable_by_the_app(lab):
+    store, exp, clock = lab
+    spec, = ptm_specs(exp, [0.3], axes=["general"])
+    store.enqueue(spec)
+    job = store.claim("w", lease_s=10)
+    clock.t += 8
+    assert store.progress(job.id, "w", 3, 10, "generated 3/10", lease_s=10)
+    row = store.job(job.id)
+    assert (row.progress_done, row.progress_total, row.progress_msg) == (3, 10, "generated 3/10")
+    assert row.lease_expires == clock.t + 10  # progress also proves the worker is alive
+    assert not store.progress(job.id, "intruder", 4, 10, "x")
+
+
+def test_cancel_only_touches_queued_jobs(lab):
+    store, exp, _ = lab
+    s1, s2 = ptm_specs(exp, [0.1, 0.2], axes=["general"])
+    store.enqueue_many([s1, s2])
+    running = store.claim("w")
+    assert store.cancel(experiment=exp.name) == 1
+    assert store.job(running.id).status == "running"
+    assert store.queue_counts(exp.name)["cancelled"] == 1
+    assert store.enqueue(s2).status == "queued"  # a cancelled job can be asked for again
+
+
+def test_invalid_metrics_are_refused_before_anything_is_written(lab):
+    store, exp, _ = lab
+    spec, = ptm_specs(exp, [0.3], axes=["general"])
+    store.enqueue(spec)
+    job = store.claim("w")
+    with pytest.raises(Exception, match="not a number in 0-100"):
+        store.complete(job, rec(spec, 140.0))
+    assert store.results() == [] and store.job(job.id).status == "running"
+
+
+def test_full_disk_leaves_the_store_consistent(lab, monkeypatch):
+    """A real SQLITE_FULL: cap the file at its current size, then write a large result."""
+    store, exp, _ = lab
+    spec, = ptm_specs(exp, [0.3], axes=["general"])
+    store.enqueue(spec)
+    job = store.claim("w")
+    connect = Store._connect
+
+    def capped(self):
+        con = connect(self)
+        pages = con.execute("PRAGMA page_count").fetchone()[0]
+        con.execute(f"PRAGMA max_page_count={pages}")
+        return con
+
+    monkeypatch.setattr(Store, "_connect", capped)
+    big = [{"prompt": "p" * 1000, "outputs": ["o" * 1000]}] * 200  # ~400 KB of details
+    with pytest.raises(StoreError, match="database or disk is full.*nothing of this write was kept"):
+        store.complete(job, rec(spec), details=big)
+    monkeypatch.undo()
+    store.close()  # drop the capped connection
+    assert store.results() == [] and store.result_details(spec.key) == []
+    assert store.job(job.id).status == "running"  # unchanged: the transaction rolled back
+    assert store.fail(job, "could not write the result: disk full")
+    assert store.job(job.id).status == "failed"
+    assert store.check() == "ok"
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "s.sqlite"
+    Store(path)
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA user_version=99")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="schema version 99"):
+        Store(path)
+
+
+def test_workers_registry(lab):
+    store, _, clock = lab
+    store.worker_seen("w1", "idle")
+    clock.t += 100
+    store.worker_seen("w2", "busy", 7)
+    assert [w.id for w in store.workers(seen_within_s=30)] == ["w2"]
+    store.worker_seen("w2", "stopped")
+    assert store.workers(seen_within_s=30) == []
