@@ -1,0 +1,36 @@
+"""Shared test set-up: hermetic (no hub), GPU and browser tests skipped with a reason."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+# Tests never reach a model hub: a hub lookup must fail fast, not hang.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    no_gpu = pytest.mark.skip(reason="needs a CUDA GPU (run on the device machine)")
+    no_browser = pytest.mark.skip(reason="needs Debian's chromium at /usr/bin/chromium (make browser)")
+    cuda = None
+    chromium = shutil.which("chromium") or os.path.exists("/usr/bin/chromium")
+    for item in items:
+        if "gpu" in item.keywords:
+            cuda = _has_cuda() if cuda is None else cuda
+            if not cuda:
+                item.add_marker(no_gpu)
+        if "browser" in item.keywords and not chromium:
+            item.add_marker(no_browser)
