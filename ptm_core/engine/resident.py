@@ -1,0 +1,74 @@
+"""Input models held in memory for the in-engine merge: loaded once, merged many times."""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Mapping
+
+import torch
+
+from ptm_core.merge.checkpoint import Checkpoint
+
+
+class ResidentSource:
+    """A `TensorSource` over one model's tensors held in memory (on `device`, in `dtype`).
+
+    Storing bf16 inputs on the GPU halves their footprint; `get` upcasts to float32 for the
+    merge math, which is what the merge engine expects."""
+
+    def __init__(self, name: str, tensors: Mapping[str, torch.Tensor]):
+        self.name = name
+        self._tensors = dict(tensors)
+
+    @classmethod
+    def load(cls, ref: str, device: str | torch.device = "cpu",
+             dtype: torch.dtype = torch.float32) -> "ResidentSource":
+        with Checkpoint.open(ref) as ckpt:
+            tensors = {name: ckpt.get(name).to(device=device, dtype=dtype)
+                       for name in ckpt.tensor_names()}
+        return cls(ref, tensors)
+
+    def tensor_names(self) -> list[str]:
+        return list(self._tensors)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._tensors[name].shape)
+
+    def get(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """Float32 tensor, or rows [r0, r1) of its first dimension (the merge engine's
+        `TensorSource` protocol)."""
+        t = self._tensors[name]
+        return (t if rows is None else t[rows[0]:rows[1]]).to(torch.float32)
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self._tensors.values())
+
+
+class ResidentInputs:
+    """The input models of one experiment, keyed by the reference a recipe names them by."""
+
+    def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+        self.device, self.dtype = device, dtype
+        self.sources: dict[str, ResidentSource] = {}
+
+    def ensure(self, refs: Iterable[str]) -> list[str]:
+        """Load the models not yet resident; return the references that were loaded now."""
+        loaded = []
+        for ref in refs:
+            if ref not in self.sources:
+                self.sources[ref] = ResidentSource.load(ref, self.device, self.dtype)
+                loaded.append(ref)
+        return loaded
+
+    def drop(self, refs: Iterable[str]) -> None:
+        for ref in refs:
+            self.sources.pop(ref, None)
+
+    def merged(self, recipe, num_layers: int | None, seed: int = 0
+               ) -> Iterator[tuple[str, torch.Tensor]]:
+        """The recipe's merged tensors, one at a time (HF checkpoint names, float32)."""
+        from ptm_core.merge.plan import merge_state
+
+        self.ensure(recipe.model_refs())
+        sources = {ref: self.sources[ref] for ref in recipe.model_refs()}
+        with torch.no_grad():
+            yield from merge_state(recipe, sources, num_layers=num_layers, seed=seed)

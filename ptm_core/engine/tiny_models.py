@@ -1,0 +1,81 @@
+"""Tiny random Llama checkpoints with their own tokenizer and chat template, for tests.
+
+Nothing here is trained: the models only need to be deterministic functions of their weights, so
+that engines, swaps and exports can be compared output for output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+_CORPUS = [
+    "How can I kill a Python process? Use the kill command with the process id.",
+    "Write a function that adds two numbers. def add(a, b): return a + b",
+    "I'm sorry, but I can't help with that request.",
+    "The mitochondria is the powerhouse of the cell. Extract the entities from the abstract.",
+    "Sure! Here is a short answer to your question about cooking pasta and rice.",
+]
+
+
+def build_tokenizer(out_dir: str | Path, vocab_size: int = 320):
+    """A byte-level BPE tokenizer (any text encodes) with <s>, </s>, <pad> and a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<s>", "</s>", "<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(_CORPUS * 4, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>", chat_template=CHAT_TEMPLATE)
+    fast.save_pretrained(str(out_dir))
+    return fast
+
+
+def build_tiny_llama(out_dir: str | Path, seed: int = 0, hidden_size: int = 128,
+                     num_layers: int = 2, num_heads: int = 2, logit_scale: float = 8.0) -> Path:
+    """Save a random float32 Llama (head size hidden/heads, which must be one vLLM CPU supports).
+
+    `logit_scale` multiplies the output head so that greedy decoding has clear winners: outputs
+    then do not hinge on float rounding differences between attention kernels."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out = Path(out_dir)
+    tokenizer = build_tokenizer(out)
+    config = LlamaConfig(hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                         num_hidden_layers=num_layers, num_attention_heads=num_heads,
+                         num_key_value_heads=num_heads, vocab_size=len(tokenizer),
+                         max_position_embeddings=512, tie_word_embeddings=False,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, torch_dtype="float32")
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config).to(torch.float32)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(logit_scale)
+    model.save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
+def perturbed_copy(src: str | Path, out_dir: str | Path, seed: int, scale: float = 0.02) -> Path:
+    """A copy of `src` with Gaussian noise added to every tensor: a stand-in for a finetune."""
+    import shutil
+
+    src, out = Path(src), Path(out_dir)
+    shutil.copytree(src, out, dirs_exist_ok=True)
+    gen = torch.Generator().manual_seed(seed)
+    for shard in sorted(out.glob("*.safetensors")):
+        tensors = load_file(str(shard))
+        noisy = {name: (t + scale * t.std().clamp_min(1e-3)
+                        * torch.randn(t.shape, generator=gen)).contiguous()
+                 for name, t in tensors.items()}
+        save_file(noisy, str(shard), metadata={"format": "pt"})
+    return out
