@@ -91,6 +91,12 @@ def _rescaled_masked(tensor: torch.Tensor, mask: torch.Tensor, rescale: bool, ep
     return masked * (before / after)
 
 
+def _draw(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Bernoulli mask drawn with the (CPU) generator, then moved to the tensor's device: the
+    same seed gives the same mask whether the merge runs on a CPU or a GPU."""
+    return torch.bernoulli(probs.cpu(), generator=generator).to(probs.device)
+
+
 def magnitude(tensor: torch.Tensor, density: float, rescale: bool) -> torch.Tensor:
     """Keep the `density` fraction of entries with the largest magnitude (TIES' trim)."""
     if density >= 1:
@@ -98,7 +104,7 @@ def magnitude(tensor: torch.Tensor, density: float, rescale: bool) -> torch.Tens
     if density <= 0 or tensor.numel() == 0:
         return torch.zeros_like(tensor)
     k = max(1, int(density * tensor.numel()))
-    mask = torch.zeros(tensor.numel(), dtype=tensor.dtype)
+    mask = torch.zeros(tensor.numel(), dtype=tensor.dtype, device=tensor.device)
     w = tensor.abs().reshape(-1).float()
     mask[torch.argsort(w, descending=True)[:k]] = 1
     return _rescaled_masked(tensor, mask.reshape_as(tensor), rescale)
@@ -112,7 +118,7 @@ def magnitude_outliers(tensor: torch.Tensor, density: float, rescale: bool, gamm
     target_n, n_top = int(density * n), int(gamma * n)
     n_bot = max(0, n - target_n - n_top)
     order = torch.sort(tensor.abs().reshape(-1).float(), descending=False).indices
-    mask = torch.zeros(n, dtype=tensor.dtype)
+    mask = torch.zeros(n, dtype=tensor.dtype, device=tensor.device)
     mask[order[n_bot : n_bot + target_n]] = 1
     return _rescaled_masked(tensor, mask.reshape_as(tensor), rescale)
 
@@ -122,7 +128,7 @@ def bernoulli(tensor: torch.Tensor, density: float, rescale: bool, generator: to
     if density >= 1:
         return tensor
     work = tensor.to(torch.float32)
-    mask = torch.bernoulli(torch.full_like(work, density), generator=generator)
+    mask = _draw(torch.full_like(work, density), generator)
     return _rescaled_masked(work, mask, rescale).to(tensor.dtype)
 
 
@@ -141,7 +147,7 @@ def della_magprune(tensor: torch.Tensor, density: float, rescale: bool, epsilon:
     lo, hi = ranks.min(dim=1, keepdim=True).values, ranks.max(dim=1, keepdim=True).values
     rank_norm = ((ranks - lo) / (hi - lo)).clamp(0, 1)
     probs = (density - epsilon) + rank_norm * 2 * epsilon
-    mask = torch.bernoulli(probs, generator=generator).to(torch.float32)
+    mask = _draw(probs, generator).to(torch.float32)
     return _rescaled_masked(t.to(torch.float32), mask, rescale).to(tensor.dtype).reshape(shape)
 
 
@@ -165,6 +171,9 @@ def _generalized_task_arithmetic(
             return base
         deltas = base.new_empty((len(inputs), *base.shape))
         for i, (x, p) in enumerate(zip(inputs, per_input)):
+            if sparsify is None:  # write the delta straight into its slot: one pass fewer
+                torch.sub(x, base, out=deltas[i])
+                continue
             delta = x - base
             if sparsify == "magnitude":
                 delta = magnitude(delta, p["density"], shared["rescale"])
@@ -175,7 +184,7 @@ def _generalized_task_arithmetic(
             elif sparsify == "della":
                 delta = della_magprune(delta, p["density"], shared["rescale"], p["epsilon"], generator)
             deltas[i] = delta
-        weights = torch.tensor([p["weight"] for p in per_input], dtype=deltas.dtype)
+        weights = torch.tensor([p["weight"] for p in per_input], dtype=deltas.dtype, device=deltas.device)
         while deltas.dim() > weights.dim():
             weights.unsqueeze_(-1)
         deltas.mul_(weights)
@@ -203,9 +212,9 @@ def _linear(base: Optional[torch.Tensor], inputs: list[torch.Tensor], per_input:
     weights = [p["weight"] for p in per_input]
     result = torch.zeros_like(inputs[0], dtype=torch.float32)
     for x, w in zip(inputs, weights):
-        result.addcmul_(x, torch.tensor(w, dtype=torch.float32))
+        result.addcmul_(x, torch.tensor(w, dtype=torch.float32, device=x.device))
     if shared["normalize"]:
-        total = torch.tensor(weights, dtype=torch.float32).sum()
+        total = torch.tensor(weights, dtype=torch.float32).sum()  # a scalar: stays on the CPU
         if total == 0:
             raise ValueError("linear merge with normalize: the weights sum to zero")
         result.div_(total)
