@@ -1,0 +1,160 @@
+"""Merge & export: ω per skill, the method and its parameters. Cached scores appear at once;
+uncached points go to the worker as jobs (progress shown, an estimate marked as such until the
+measured score arrives). Export writes the checkpoint and its card under the export directory."""
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from ptm_core.app import data, ui
+
+PAGE = "merge"
+
+source = ui.current_source()
+res = ui.results(source) if source is not None else None
+if res is None:
+    st.stop()
+ui.header("Merge & export", source, res)
+worker = ui.worker_banner(source)
+cfg = data.settings()
+if not res.skills:
+    st.info("This experiment names no skills yet: nothing to merge.")
+    st.stop()
+
+# --- the recipe --------------------------------------------------------------------------------
+c_method, c_param = st.columns([2, 1])
+method = c_method.selectbox("Method", list(data.METHODS), format_func=data.METHOD_TITLES.get,
+                            key="merge:method")
+density = 0.5
+if method in data.SPARSE:
+    density = c_param.slider("density (fraction of each τ kept)", 0.05, 1.0, 0.5, 0.05,
+                             key="merge:density")
+one_skill = data.METHODS[method][2]
+kind = data.METHODS[method][0]
+grid_kind = kind if kind in ("ptm", "linear", "wise_ft") else "ptm"
+fine = st.toggle("Off-grid ω (values without a cached result are queued for the worker)",
+                 key="merge:fine")
+skills = res.skills
+if one_skill:
+    skills = [st.radio("Skill", res.skills, horizontal=True, key="merge:skill")]
+store = ui.omega_store()
+omegas: dict[str, float] = {}
+cols = st.columns(len(skills))
+for col, skill in zip(cols, skills):
+    grid = sorted(set(res.grid(skill, grid_kind)) | {0.0})
+    if fine or len(grid) < 2:
+        key = f"{PAGE}:fine:{skill}"
+        if key not in st.session_state:
+            st.session_state[key] = float(store.get(skill, 0.0))
+        w = col.slider(f"ω for {skill}", 0.0, 1.0, step=0.01, key=key,
+                       on_change=lambda s=skill, k=key: store.__setitem__(s, st.session_state[k]))
+        store[skill] = w
+    else:
+        w = ui.omega_slider(res, skill, page=PAGE, kind=grid_kind, container=col,
+                            label=f"ω for {skill}")
+    omegas[skill] = float(w or 0.0)
+try:
+    req = data.MergeRequest.make(method, omegas, density)
+except data.AppDataError as e:
+    st.warning(str(e))
+    st.stop()
+
+# --- scores: measured, or queued with an estimate ------------------------------------------------
+st.subheader(req.label())
+row = source.lookup(req)
+g = res.general_row()
+base = {a: res.score(g, a) for a in res.axes} if g is not None else None
+measured = row is not None and not bool(row["estimated"])
+if measured:
+    scores = {a: res.score(row, a) for a in res.axes if res.score(row, a) is not None}
+    st.success(f"Measured: {row['label']}", icon=":material/check_circle:")
+    ui.metric_row(scores, base, res.axes)
+else:
+    scores = source.estimate(req) or {}
+    jobs: dict = st.session_state.setdefault("merge:jobs", {})
+    job_key = (source.ref, req)
+    if job_key not in jobs and source.can_queue():
+        try:
+            sub = source.submit(req)
+            jobs[job_key] = sub
+        except Exception as e:  # noqa: BLE001
+            st.error(f"Could not queue this point: {e}")
+    sub = jobs.get(job_key)
+    if not source.can_queue():
+        st.info("Not measured, and this experiment is read-only (no job queue): the scores "
+                "below are an **estimate** interpolated from cached points.", icon=":material/straighten:")
+    elif sub is not None and sub.status == "queued":
+        @ui.fragment(run_every=1.0)
+        def job_progress() -> None:
+            p = source.progress(sub.job_ids)
+            if source.version() != res.version:  # new results: redraw with the measured score
+                st.rerun()
+            if p.state == "failed":
+                st.error("The evaluation failed:")
+                st.code(p.error or "no message", language=None)
+            else:
+                wait = "" if worker is None or worker.alive else " — waiting for a worker"
+                st.progress(p.fraction, text=f"Job {p.state}{wait}: "
+                            f"{p.message or 'evaluating'} ({100 * p.fraction:.0f}%)")
+        job_progress()
+    if scores:
+        st.caption("**Estimate** — not measured; replaced by the measured score when it arrives.")
+        ui.metric_row(scores, base, res.axes, estimated=True)
+    else:
+        st.caption("No estimate is possible for this point (no cached neighbours).")
+
+if scores:
+    ui.csv_download(lambda: pd.DataFrame([{
+        "recipe": req.label(), "method": req.method, "omega": str(req.active), "density": req.density,
+        "measured": measured, **scores}]), f"scores_{req.method}", key=f"{PAGE}:scores_csv",
+        label="Scores (CSV)")
+
+# --- where this recipe stands ----------------------------------------------------------------------
+chart_skills = [s for s in res.skills if s in res.frame.columns]
+if chart_skills and "general" in res.frame.columns:
+    st.caption("Where this recipe stands (●: measured, ○: estimate); legends and the full "
+               "curves are on **Trade-offs**.")
+    reference = ui.reference()
+    cols = st.columns(min(3, len(chart_skills)))
+    for i, skill in enumerate(chart_skills):
+        cur = None
+        if scores.get("general") is not None and scores.get(skill) is not None:
+            cur = (round(scores["general"], 4), round(scores[skill], 4), req.label(), not measured)
+        fig = ui.tradeoff_fig(skill, None, None, res, reference, current=cur, compact=True)
+        with cols[i % len(cols)]:
+            ui.chart(fig, f"merge_{skill}", ui.points_csv(res, ["general", skill]),
+                     key=f"{PAGE}:chart:{skill}")
+
+# --- export ------------------------------------------------------------------------------------------
+st.divider()
+st.subheader("Export")
+default_name = ui.slug(f"{source.title}-{req.method}-" + "-".join(
+    f"{k}{v:g}" for k, v in req.active.items()) or "general")
+name = st.text_input("Name", value=default_name, key=f"{PAGE}:name:{default_name}",
+                     help=f"A plain name; the checkpoint goes to {cfg.export_dir}/NAME.")
+overwrite = st.checkbox("Replace an existing export of that name", key=f"{PAGE}:force")
+st.caption(f"Writes a Hugging Face checkpoint (safetensors, config, tokenizer) and a model card "
+           f"(recipe, inputs, scores) to `{cfg.export_dir}/{name}`.")
+if st.button("Export checkpoint", type="primary", key=f"{PAGE}:export"):
+    try:
+        with st.spinner("Merging to disk…"):
+            result = data.export_merge(source, req, name, scores if measured else None, cfg,
+                                       force=overwrite)
+        st.session_state["merge:last_export"] = str(result.path)
+        st.toast(f"Exported to {result.path}")
+    except Exception as e:  # noqa: BLE001
+        st.error(f"Export failed: {e}")
+last = st.session_state.get("merge:last_export")
+if last and Path(last).is_dir():
+    p = Path(last)
+    size = data.dir_size(p)
+    files = sorted(f.name for f in p.iterdir())
+    st.success(f"Exported to `{p}` ({size / 1e6:.1f} MB): {', '.join(files)}")
+    if size <= cfg.zip_limit_bytes:
+        st.download_button("Download as zip", data=lambda: data.zip_dir(p), file_name=f"{p.name}.zip",
+                           mime="application/zip", key=f"{PAGE}:zip", on_click="ignore",
+                           icon=":material/download:")
+    else:
+        st.caption(f"Too large to download from the browser (over {cfg.zip_limit_bytes / 1e6:.0f} "
+                   "MB): copy it from the export directory.")

@@ -1,0 +1,602 @@
+"""The app's one door to results, jobs, estimates and exports.
+
+Pages never touch SQLite, the merge engine or the worker directly: they open an
+:class:`ExperimentSource` here and call its methods. Three kinds of source:
+
+- ``lab`` (the default) and any experiment YAML file: the results store (``ptm_core.store``),
+  with a job queue served by ``python -m ptm_core worker``;
+- ``paper``: the paper's reference numbers (``data/paper/*.csv``), read-only;
+- a results CSV (the results-frame columns; optional ``models.json`` beside it naming the
+  checkpoints by role): read-only results, export works when the checkpoints exist.
+
+Everything heavy is imported lazily, so a page that only draws charts never imports torch.
+User-given paths (experiment files, export names) are confined to configured directories.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from ptm_core.app.results import Results, estimate_point
+from ptm_core.errors import PTMError
+
+REPO = Path(__file__).resolve().parents[2]
+METHODS = {  # UI method -> (results-frame kind, recipe merge_method, takes one skill only)
+    "task_arithmetic": ("ptm", "task_arithmetic", False),
+    "linear": ("linear", "linear", True),
+    "wise_ft": ("wise_ft", "task_arithmetic", True),
+    "ties": ("ties", "ties", False),
+    "dare_ties": ("dare_ties", "dare_ties", False),
+    "dare_linear": ("dare_linear", "dare_linear", False),
+}
+METHOD_TITLES = {
+    "task_arithmetic": "PTM: task arithmetic (Eq. 2)",
+    "linear": "Linear interpolation (Eq. 4)",
+    "wise_ft": "WiSE-FT (Eqs. 5-6)",
+    "ties": "TIES",
+    "dare_ties": "DARE-TIES",
+    "dare_linear": "DARE (linear)",
+}
+SPARSE = ("ties", "dare_ties", "dare_linear")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class AppDataError(PTMError):
+    """Something the user asked for cannot be done; the message says why and what to do."""
+
+
+# --- settings --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Settings:
+    root: Path  # experiment files and result CSVs must lie under one of `roots`
+    roots: tuple[Path, ...]
+    export_dir: Path
+    lab: Path | None  # the lab's experiment file
+    store_path: Path | None  # None: the store's own default ($PTM_STORE or .ptm/store.sqlite)
+    default_experiment: str
+    zip_limit_bytes: int
+    worker_stale_s: float
+
+
+def settings() -> Settings:
+    """Read from the environment on every call (cheap), so tests can change it."""
+    env = os.environ
+    root = Path(env.get("PTM_APP_ROOT", REPO)).expanduser().resolve()
+    extra = [Path(p).expanduser().resolve() for p in env.get("PTM_APP_ROOTS", "").split(os.pathsep) if p]
+    lab = env.get("PTM_LAB_EXPERIMENT")
+    lab_path = Path(lab).expanduser() if lab else _find_lab()
+    return Settings(
+        root=root,
+        roots=tuple(dict.fromkeys([root, *extra])),
+        export_dir=Path(env.get("PTM_EXPORT_DIR", REPO / "exports")).expanduser().resolve(),
+        lab=lab_path,
+        store_path=Path(env["PTM_STORE"]).expanduser() if env.get("PTM_STORE") else None,
+        default_experiment=env.get("PTM_APP_EXPERIMENT", "lab"),
+        zip_limit_bytes=int(float(env.get("PTM_ZIP_LIMIT_MB", "200")) * 1024 * 1024),
+        worker_stale_s=float(env.get("PTM_WORKER_STALE_S", "30")),
+    )
+
+
+LAB_CANDIDATES = ("data/lab/lab.yml", "data/lab/lab.yaml", "data/lab/experiment.yml",
+                  "data/lab/experiment.yaml", "cached_runs/lab.yml", "cached_runs/lab.yaml")
+
+
+def _find_lab() -> Path | None:
+    """The lab's experiment file: $PTM_LAB_EXPERIMENT, else the first of LAB_CANDIDATES."""
+    for rel in LAB_CANDIDATES:
+        cand = REPO / rel
+        if cand.is_file():
+            return cand
+    return None
+
+
+def confine(path: str | os.PathLike, root: str | os.PathLike) -> Path:
+    """``path`` (relative to ``root``) resolved, or AppDataError when it leaves ``root``."""
+    root_r = Path(root).expanduser().resolve()
+    p = Path(path).expanduser()
+    p = (p if p.is_absolute() else root_r / p).resolve()
+    if p != root_r and root_r not in p.parents:
+        raise AppDataError(f"{str(path)!r} resolves to {p}, outside the allowed directory {root_r}")
+    return p
+
+
+def confine_any(path: str | os.PathLike, roots) -> Path:
+    last: Exception | None = None
+    for r in roots:
+        try:
+            return confine(path, r)
+        except AppDataError as e:
+            last = e
+    raise AppDataError(f"{str(path)!r} is outside the allowed directories "
+                       f"({', '.join(str(r) for r in roots)})") from last
+
+
+def export_path(name: str, export_dir: str | os.PathLike) -> Path:
+    """Where an export named ``name`` goes: a plain name, directly under the export directory."""
+    name = (name or "").strip()
+    if not _SAFE_NAME.match(name) or name in (".", ".."):
+        raise AppDataError("export name must be 1-100 letters, digits, '_', '-' or '.', starting "
+                           f"with a letter or digit (got {name!r})")
+    return confine(Path(export_dir) / name, export_dir)
+
+
+# --- plain records the pages show ------------------------------------------------------------
+@dataclass
+class WorkerState:
+    alive: bool
+    detail: str
+
+
+@dataclass
+class Submission:
+    status: str  # cached | queued | unavailable
+    job_ids: list[int] = field(default_factory=list)
+    message: str = ""
+
+
+@dataclass
+class Progress:
+    state: str  # queued | running | done | failed | cancelled | unknown
+    done: int = 0
+    total: int = 0
+    message: str = ""
+    error: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return 0.0 if not self.total else min(1.0, self.done / self.total)
+
+
+@dataclass(frozen=True)
+class MergeRequest:
+    """What the Merge & export page asks for: a method, ω per skill, its parameters."""
+
+    method: str
+    omegas: tuple[tuple[str, float], ...]
+    density: float = 0.5
+
+    @classmethod
+    def make(cls, method: str, omegas: Mapping[str, float], density: float = 0.5) -> "MergeRequest":
+        if method not in METHODS:
+            raise AppDataError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
+        om = tuple((k, round(float(v), 6)) for k, v in omegas.items())
+        if METHODS[method][2] and len(om) != 1:
+            om = tuple((k, v) for k, v in om if v != 0.0)
+            if len(om) != 1:
+                raise AppDataError(f"{METHOD_TITLES[method]} adds one skill at a time: set exactly "
+                                   "one skill's ω above 0")
+        return cls(method, om, float(density) if method in SPARSE else 0.5)
+
+    @property
+    def kind(self) -> str:
+        return METHODS[self.method][0]
+
+    @property
+    def omega_dict(self) -> dict[str, float]:
+        return dict(self.omegas)
+
+    @property
+    def active(self) -> dict[str, float]:
+        return {k: v for k, v in self.omegas if v != 0.0}
+
+    def label(self) -> str:
+        om = ", ".join(f"ω_{k}={v:g}" for k, v in self.omegas if v != 0.0) or "all ω = 0 (θ_G)"
+        extra = f", density={self.density:g}" if self.method in SPARSE else ""
+        return f"{METHOD_TITLES[self.method].split(':')[0].split(' (')[0]} {om}{extra}"
+
+
+# --- sources ---------------------------------------------------------------------------------
+class ExperimentSource:
+    """One experiment as the app sees it. Subclasses override what they support."""
+
+    ref: str = ""
+    title: str = ""
+    read_only: bool = True
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cached: tuple[str, Results] | None = None
+
+    # results
+    def version(self) -> str:
+        return "static"
+
+    def _load_frame(self) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def skills_order(self) -> list[str] | None:
+        return None
+
+    def heuristic_omegas(self) -> dict[str, float] | None:
+        """ω = |D|/|G| per skill when the source knows the sizes (else read from the frame)."""
+        return None
+
+    def results(self) -> Results:
+        """The experiment's results, rebuilt only when :meth:`version` changes."""
+        v = self.version()
+        cached = self._cached
+        if cached is not None and cached[0] == v:
+            return cached[1]
+        with self._lock:
+            if self._cached is not None and self._cached[0] == v:
+                return self._cached[1]
+            res = Results.from_frame(self._load_frame(), name=self.title, version=v,
+                                     skills=self.skills_order(),
+                                     heuristics=self.heuristic_omegas())
+            self._cached = (v, res)
+            return res
+
+    # models, merging, jobs
+    def models(self) -> dict[str, str]:
+        """Checkpoints by role: 'base', 'general', each skill name, 'cft:<skill>'."""
+        return {}
+
+    def can_queue(self) -> bool:
+        return False
+
+    def worker(self) -> WorkerState:
+        return WorkerState(False, "this experiment has no job queue (read-only results)")
+
+    def submit(self, req: MergeRequest) -> Submission:
+        return Submission("unavailable", message="This experiment is read-only: it has no job "
+                          "queue, so unmeasured points cannot be evaluated here.")
+
+    def progress(self, job_ids: list[int]) -> Progress:
+        return Progress("unknown")
+
+    def jobs(self) -> pd.DataFrame:
+        return pd.DataFrame(columns=JOB_COLUMNS)
+
+    def queue_counts(self) -> dict[str, int]:
+        return {}
+
+    def retry_failed(self) -> int:
+        return 0
+
+    def cancel_queued(self) -> int:
+        return 0
+
+    def lookup(self, req: MergeRequest) -> pd.Series | None:
+        res = self.results()
+        return res.lookup(req.kind, req.omega_dict, recipe_key=self.recipe_key(req))
+
+    def recipe_key(self, req: MergeRequest) -> str | None:
+        return None
+
+    def estimate(self, req: MergeRequest) -> dict[str, float] | None:
+        return estimate_point(self.results(), req.kind, req.omega_dict)
+
+    def recipe(self, req: MergeRequest):
+        """The MergeKit recipe of the request (ptm_core.merge), or AppDataError."""
+        m = self.models()
+        need = ["general"] + ([] if req.method in ("wise_ft", "linear") else ["base"])
+        need += [k for k in req.active if req.method != "wise_ft"]
+        need += [f"cft:{k}" for k in req.active if req.method == "wise_ft"]
+        missing = [r for r in need if r not in m]
+        if missing:
+            raise AppDataError(f"experiment {self.title!r} does not name the checkpoint(s) "
+                               f"{', '.join(missing)}; export needs them")
+        from ptm_core.merge import ptm  # lazy: torch
+        active = req.active
+        if req.method == "linear":
+            (k, w), = active.items()
+            return ptm.linear_interpolation(m.get("base", ""), m["general"], m[k], w)
+        if req.method == "wise_ft":
+            (k, w), = active.items()
+            return ptm.wise_ft(m["general"], m[f"cft:{k}"], w)
+        params = {"density": req.density, "normalize": False} if req.method in SPARSE else {}
+        return ptm.task_arithmetic(m["base"], m["general"], {k: m[k] for k in active}, active,
+                                   method=METHODS[req.method][1], **params)
+
+
+JOB_COLUMNS = ["id", "status", "label", "kind", "suite", "progress", "worker", "attempts",
+               "created", "started", "finished", "error"]
+
+
+class PaperSource(ExperimentSource):
+    ref = "paper"
+    title = "Paper (Llama 2 7B, reference numbers)"
+
+    def _load_frame(self) -> pd.DataFrame:
+        from ptm_core.app.paper import paper_frame
+        return paper_frame()
+
+    def skills_order(self) -> list[str]:
+        from ptm_core.app.paper import PAPER_SKILLS
+        return list(PAPER_SKILLS)
+
+
+class FrameFileSource(ExperimentSource):
+    """A results CSV (results-frame columns), optionally with models.json beside it."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+        self.ref = str(path)
+        self.title = path.stem if path.name != "results.csv" else path.parent.name
+
+    def version(self) -> str:
+        try:
+            st = self.path.stat()
+            return f"{st.st_mtime_ns}:{st.st_size}"
+        except FileNotFoundError:
+            return "missing"
+
+    def _load_frame(self) -> pd.DataFrame:
+        try:
+            return pd.read_csv(self.path)
+        except pd.errors.EmptyDataError:
+            return pd.DataFrame()
+        except (OSError, ValueError) as e:
+            raise AppDataError(f"{self.path}: cannot read results CSV: {e}") from None
+
+    def models(self) -> dict[str, str]:
+        mj = self.path.parent / "models.json"
+        if not mj.is_file():
+            return {}
+        try:
+            raw = json.loads(mj.read_text())
+        except json.JSONDecodeError as e:
+            raise AppDataError(f"{mj}: not valid JSON: {e}") from None
+        return {str(k): str((mj.parent / v).resolve()) for k, v in raw.items()}
+
+
+# How a StoreSource builds recipes, resolves suites and fingerprints models. None: the real
+# ones (ptm_core.merge, ptm_core.evals, checkpoint fingerprints). Tests put the store's fakes
+# here (ptm_core.store.testing) to run the whole queue without models.
+WIRING: dict[str, Any] = {"builder": None, "suite_resolver": None, "fingerprinter": None}
+
+
+class StoreSource(ExperimentSource):
+    """An experiment file over the results store and its job queue (the lab, or any YAML)."""
+
+    read_only = False
+
+    def __init__(self, path: Path, roots, store_path: Path | None, stale_s: float = 30.0):
+        super().__init__()
+        from ptm_core.store.experiment import Experiment  # lazy
+        self.path = path
+        try:
+            self.exp = Experiment.load(path, allowed_roots=list(roots))
+        except PTMError as e:
+            raise AppDataError(str(e)) from None
+        self.ref = str(path)
+        self.title = self.exp.name
+        self.stale_s = stale_s
+        self._store_path = store_path
+        self._store = None
+        self._builder = WIRING["builder"]
+
+    @property
+    def store(self):
+        if self._store is None:
+            from ptm_core.store.db import Store
+            self._store = Store.open_default() if self._store_path is None else Store(
+                self._store_path, cached_dir=_cached_dir())
+        return self._store
+
+    def skills_order(self) -> list[str]:
+        return list(self.exp.skills)
+
+    def heuristic_omegas(self) -> dict[str, float]:
+        return {s: float(self.exp.heuristic_omega(s)) for s in self.exp.skills}
+
+    def version(self) -> str:
+        return str(self.store.results_version(self.exp.name))
+
+    def _load_frame(self) -> pd.DataFrame:
+        from ptm_core.store.frame import results_frame
+        return results_frame(self.store, self.exp)
+
+    def models(self) -> dict[str, str]:
+        m = {"base": self.exp.base, "general": self.exp.general.model}
+        m.update({k: s.model for k, s in self.exp.skills.items()})
+        for k in self.exp.skills:
+            ref = self.exp.cft_model(k)
+            if ref is not None and ref.model:
+                m[f"cft:{k}"] = ref.model
+        return m
+
+    def can_queue(self) -> bool:
+        return True
+
+    def _point(self, req: MergeRequest):
+        from ptm_core.store import points
+        if self._builder is None:
+            self._builder = WIRING["builder"] or points.MergeKitBuilder()
+        try:
+            p = points.method_point(self.exp, self._builder, req.method, req.active or req.omega_dict,
+                                    density=req.density)
+        except PTMError as e:
+            raise AppDataError(str(e)) from None
+        if p is None:
+            raise AppDataError(f"{METHOD_TITLES[req.method]} needs a CFT checkpoint for this skill "
+                               "in the experiment's references")
+        return p
+
+    def recipe_key(self, req: MergeRequest) -> str | None:
+        return None  # look-ups go by (kind, ω): building a recipe costs more than the rerun budget
+
+    def recipe(self, req: MergeRequest):
+        from ptm_core.merge.recipe import Recipe
+        return Recipe.from_yaml(self._point(req).recipe_yaml, source="app request")
+
+    def submit(self, req: MergeRequest) -> Submission:
+        from ptm_core.store.jobs import enqueue_points
+        point = self._point(req)
+        try:
+            outs = enqueue_points(self.store, self.exp, [point],
+                                  WIRING["suite_resolver"] or _suite_resolver(),
+                                  WIRING["fingerprinter"], builder=self._builder)
+        except PTMError as e:
+            raise AppDataError(f"cannot queue {req.label()}: {e}") from None
+        ids = [o.job_id for o in outs if o.job_id is not None]
+        if all(o.status == "cached" for o in outs):
+            return Submission("cached", [], "Already measured.")
+        return Submission("queued", ids, f"{len(ids)} job(s) queued for the worker.")
+
+    def progress(self, job_ids: list[int]) -> Progress:
+        rows = [r for r in (self.store.job(i) for i in job_ids) if r is not None]
+        if not rows:
+            return Progress("unknown")
+        states = {r.status for r in rows}
+        errors = "\n\n".join(f"{r.suite_ref}: {r.error}" for r in rows if r.error)
+        done = sum(1 for r in rows if r.status == "done")
+        sub_done = sum((r.progress_done or 0) / r.progress_total for r in rows
+                       if r.status == "running" and r.progress_total)
+        msg = "; ".join(r.progress_msg for r in rows if r.progress_msg and r.status == "running")
+        state = ("failed" if "failed" in states else "cancelled" if states == {"cancelled"}
+                 else "done" if states == {"done"} else "running" if "running" in states else "queued")
+        total = len(rows) * 100
+        return Progress(state, int(100 * (done + sub_done)), total, msg, errors)
+
+    def jobs(self) -> pd.DataFrame:
+        rows = self.store.jobs(experiment=self.exp.name, limit=500)
+        return jobs_frame(rows)
+
+    def queue_counts(self) -> dict[str, int]:
+        return self.store.queue_counts(self.exp.name)
+
+    def retry_failed(self) -> int:
+        return int(self.store.retry_failed(experiment=self.exp.name))
+
+    def cancel_queued(self) -> int:
+        return int(self.store.cancel(experiment=self.exp.name))
+
+    def worker(self) -> WorkerState:
+        try:
+            ws = self.store.workers(seen_within_s=self.stale_s)
+        except Exception as e:  # noqa: BLE001 - show, don't crash
+            return WorkerState(False, f"cannot read worker state: {e}")
+        if ws:
+            w = ws[0]
+            return WorkerState(True, f"worker {w.id} is {w.state}" +
+                               (f" (job {w.job_id})" if w.job_id else ""))
+        return WorkerState(False, "no worker has been seen in the last "
+                           f"{int(self.stale_s)} s: new points will wait in the queue until one "
+                           "runs (`python -m ptm_core worker`, or `make run`)")
+
+    def estimate(self, req: MergeRequest) -> dict[str, float] | None:
+        """The store's estimator (quadratic surrogate or interpolation over the measured points
+        of the same curve); the app's own interpolation when it has nothing to say."""
+        from ptm_core.store.estimate import estimate_scores
+        from ptm_core.store.frame import POINT_COLUMNS
+        res = self.results()
+        active = req.active
+        if active:
+            raw = res.frame[[c for c in POINT_COLUMNS + res.axes if c in res.frame.columns]]
+            try:
+                out = estimate_scores(raw, req.kind, active)
+            except Exception:  # noqa: BLE001 - fall back to the app's interpolation
+                out = {}
+            if out:
+                return {k: float(v) for k, v in out.items()}
+        return super().estimate(req)
+
+
+def jobs_frame(rows) -> pd.DataFrame:
+    def ts(v):
+        return None if v is None else pd.Timestamp(v, unit="s").strftime("%Y-%m-%d %H:%M:%S")
+    out = []
+    for r in rows:
+        prog = ""
+        if r.progress_total:
+            prog = f"{r.progress_done or 0}/{r.progress_total}"
+            if r.progress_msg:
+                prog += f" {r.progress_msg}"
+        status = r.status + (" (stale: worker gone?)" if getattr(r, "stale", False) else "")
+        out.append({"id": r.id, "status": status, "label": r.label, "kind": r.kind,
+                    "suite": r.suite_ref, "progress": prog, "worker": r.worker or "",
+                    "attempts": r.attempts, "created": ts(r.created_at), "started": ts(r.started_at),
+                    "finished": ts(r.finished_at), "error": r.error or ""})
+    return pd.DataFrame(out, columns=JOB_COLUMNS)
+
+
+def _cached_dir() -> Path | None:
+    try:
+        from ptm_core.store.db import default_cached_dir
+        return default_cached_dir()
+    except ImportError:
+        return None
+
+
+def _suite_resolver():
+    """The worker's suite resolver (experiment, axis) -> Suite: the same suites key the jobs."""
+    from ptm_core.store.worker import default_suite_resolver
+    return default_suite_resolver
+
+
+def open_source(ref: str, cfg: Settings | None = None) -> ExperimentSource:
+    """``'lab'``, ``'paper'``, or a path (experiment YAML or results CSV) under the roots."""
+    cfg = cfg or settings()
+    ref = (ref or "").strip()
+    if ref == "paper":
+        return PaperSource()
+    if ref == "lab":
+        if cfg.lab is None or not cfg.lab.is_file():
+            raise AppDataError("the lab's experiment file was not found (build the lab with "
+                               "`python -m ptm_core lab build`, or set PTM_LAB_EXPERIMENT)")
+        return StoreSource(cfg.lab.resolve(), list(cfg.roots) + [cfg.lab.resolve().parent],
+                           cfg.store_path, cfg.worker_stale_s)
+    path = confine_any(ref, cfg.roots)
+    if path.is_dir() and (path / "results.csv").is_file():
+        path = path / "results.csv"
+    if not path.exists():
+        raise AppDataError(f"{ref!r}: no such file")
+    if path.suffix.lower() == ".csv":
+        return FrameFileSource(path)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        return StoreSource(path, cfg.roots, cfg.store_path, cfg.worker_stale_s)
+    raise AppDataError(f"{ref!r}: expected an experiment YAML file or a results CSV")
+
+
+# --- export ----------------------------------------------------------------------------------
+@dataclass
+class ExportResult:
+    path: Path
+    bytes: int
+    seconds: float
+
+
+def export_merge(source: ExperimentSource, req: MergeRequest, name: str,
+                 scores: Mapping[str, float] | None, cfg: Settings | None = None,
+                 force: bool = False) -> ExportResult:
+    """Write the merged checkpoint and its card under the export directory (the one disk
+    operation the app triggers; it runs the merge package's streaming exporter)."""
+    cfg = cfg or settings()
+    out = export_path(name, cfg.export_dir)
+    cfg.export_dir.mkdir(parents=True, exist_ok=True)
+    recipe = source.recipe(req)
+    from ptm_core.merge.export import export  # lazy: torch
+    t0 = time.perf_counter()
+    kwargs: dict[str, Any] = {"force": force}
+    if scores:
+        kwargs["scores"] = {k: float(v) for k, v in scores.items()}
+    path = export(recipe, out, **kwargs)
+    size = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+    return ExportResult(Path(path), size, time.perf_counter() - t0)
+
+
+def dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def zip_dir(path: Path) -> bytes:
+    """A zip of an exported checkpoint (stored, not deflated: weights do not compress)."""
+    buf = BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:
+        for f in sorted(path.rglob("*")):
+            if f.is_file():
+                z.write(f, arcname=f"{path.name}/{f.relative_to(path)}")
+    return buf.getvalue()
