@@ -29,16 +29,47 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_partials(final: Path) -> list[Path]:
+    """Remove temporary siblings of `final` left by a process that was killed (SIGKILL, power
+    loss: no cleanup ran). Their names carry the writer's pid; live writers are left alone."""
+    removed = []
+    for p in final.parent.glob(f".{glob_escape(final.name)}.partial-*"):
+        try:
+            pid = int(p.name.rsplit(".partial-", 1)[1].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
 @contextlib.contextmanager
 def staging_dir(final: str | os.PathLike, *, force: bool = False) -> Iterator[Path]:
     """Yield an empty temporary directory beside `final`; on success it replaces `final`.
 
     On any exception (including KeyboardInterrupt) the temporary directory is removed and
-    `final` is left exactly as it was.
+    `final` is left exactly as it was. Temporary directories of killed writers are removed
+    first.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    remove_stale_partials(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=final.parent))
     try:
         yield tmp
         if final.exists():

@@ -218,3 +218,23 @@ def test_interrupted_merge_leaves_nothing(tmp_path, sig):
     assert "interrupted" in err
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+def test_killed_merge_leaves_no_out_dir_and_its_debris_is_cleared(tmp_path):
+    """SIGKILL runs no cleanup: OUT_DIR must still not exist (the output only appears by
+    rename), and the next merge to the same place removes the dead writer's temp dir."""
+    models = family(tmp_path / "models", names=("pre", "general", "skill"), hidden_size=256,
+                    intermediate_size=1024, num_hidden_layers=24, vocab_size=2048)
+    cfg = write_recipe(tmp_path / "r.yml", models)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "ptm_core", "merge", str(cfg), str(out), "--quiet"])
+    deadline = time.time() + 120
+    partial = lambda: [p for p in tmp_path.iterdir() if p.name.startswith(".out.partial-")]
+    while time.time() < deadline and not any(any(p.iterdir()) for p in partial()):
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert not out.exists()
+    assert partial(), "the killed writer's temp dir is expected to remain until the next run"
+    assert main(["merge", str(cfg), str(out), "--quiet"]) == 0
+    assert (out / "model.safetensors").exists() and not partial()
