@@ -1,0 +1,72 @@
+"""The in-place swap on other model families: Mistral, Qwen2 (attention biases) and OLMo-2
+(q/k norms). After swaps, greedy outputs equal a fresh vLLM engine on the exported checkpoint
+and plain transformers on it. vLLM allows one engine per process, so each runs in a child."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("vllm")
+
+from ptm_core.engine.base import Sampling  # noqa: E402
+from ptm_core.engine.hf import HFEngine  # noqa: E402
+from ptm_core.engine.isolated import generate_in_fresh_engine, run_in_fresh_process  # noqa: E402
+from ptm_core.engine.tiny_models import build_tokenizer, perturbed_copy  # noqa: E402
+from ptm_core.merge.export import export  # noqa: E402
+from ptm_core.merge.ptm import task_arithmetic  # noqa: E402
+
+PROMPTS = ["How can I kill a Python process?", "Write a function that adds two numbers.", "hi"]
+GREEDY = Sampling(max_tokens=10)
+
+
+def build_tiny(family: str, out: Path) -> Path:
+    import torch
+    from transformers import AutoModelForCausalLM, MistralConfig, Olmo2Config, Qwen2Config
+
+    tok = build_tokenizer(out)
+    cls = {"mistral": MistralConfig, "qwen2": Qwen2Config, "olmo2": Olmo2Config}[family]
+    extra = {"sliding_window": None} if family == "mistral" else {}
+    config = cls(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=1, vocab_size=len(tok), max_position_embeddings=512,
+                 tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                 pad_token_id=tok.pad_token_id, **extra)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).to(torch.float32)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(8.0)  # clear greedy winners: outputs don't hinge on rounding
+        for name, p in model.named_parameters():
+            if name.endswith(".bias"):  # Qwen2's q/k/v biases start at zero: make them matter
+                p.normal_(0, 0.5)
+    model.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def _warm(general: str, inputs: list[str], recipes: list[str], prompts, sampling) -> list:
+    from ptm_core.engine.vllm_engine import VLLMEngine
+    from ptm_core.merge.recipe import Recipe
+
+    with VLLMEngine(general, inputs, dtype="float32", max_model_len=256) as engine:
+        outs = []
+        for text in recipes:
+            engine.apply(Recipe.from_yaml(text))
+            outs.append(engine.generate(prompts, sampling))
+        return outs
+
+
+@pytest.mark.parametrize("family", ["mistral", "qwen2", "olmo2"])
+def test_swap_equals_fresh_engine_and_transformers(family, tmp_path):
+    pre = build_tiny(family, tmp_path / "pre")
+    general = perturbed_copy(pre, tmp_path / "general", seed=1, scale=0.3)
+    skill = perturbed_copy(pre, tmp_path / "skill", seed=2, scale=0.3)
+    m = {k: str(v) for k, v in (("pre", pre), ("general", general), ("skill", skill))}
+    recipes = [task_arithmetic(m["pre"], m["general"], {"s": m["skill"]}, {"s": w}) for w in (1.0, 0.0, 0.5)]
+    warm = run_in_fresh_process(_warm, m["general"], list(m.values()), [r.to_yaml() for r in recipes],
+                                PROMPTS, GREEDY)
+    exported = export(recipes[-1], tmp_path / "merged")
+    fresh = generate_in_fresh_engine(exported, PROMPTS, GREEDY, dtype="float32", max_model_len=256)
+    assert warm[-1] == fresh
+    assert warm[-1] == HFEngine(str(exported)).generate(PROMPTS, GREEDY)
+    assert warm[1] == HFEngine(m["general"]).generate(PROMPTS, GREEDY)  # ω=0 is θ_G
+    assert warm[0] != warm[1]  # the skill vector changes what the model says
