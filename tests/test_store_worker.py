@@ -164,3 +164,34 @@ def test_baselines_and_references_flow_through_the_worker(lab):
     df = results_frame(store, exp)
     assert sorted(df.kind) == ["base", "general", "rt", "skill", "skill"]  # + imported RT scores
     assert df.set_index("label").loc["θ_D science", "general"] == pytest.approx(40.0)
+
+
+def test_axis_metric_the_suite_does_not_report_fails_the_job_readably(tmp_path):
+    """A `metric:` the suite never reports must not leave an axis silently empty."""
+    from ptm_core.engine.base import Sampling
+    from ptm_core.evals.suite import SuiteResult
+    from ptm_core.store.experiment import Experiment
+    from ptm_core.store.testing import EXPERIMENT_YAML, write_experiment
+
+    class ComplianceSuite:  # reports a fixed metric name, as the real refusal suite does
+        name, version, sampling = "compliance", "1", Sampling()
+
+        def run(self, engine):
+            return SuiteResult(self.name, self.version, {"compliance_rate": 50.0},
+                               {"compliance_rate": 3}, 0.01)
+
+    text = EXPERIMENT_YAML.format(name="typo").replace(
+        "general: {suite: fake_general}", "general: {suite: compliance, metric: refusal_rate}")
+    exp = Experiment.load(write_experiment(tmp_path, name="typo", text=text))
+    store = Store(tmp_path / "store.sqlite")
+    store.register_experiment(exp)
+    fake = fake_suite_resolver()
+    resolver = lambda e, axis: ComplianceSuite() if axis == "general" else fake(e, axis)
+    enqueue_points(store, exp, [ptm_point(exp, FakeBuilder(), {"science": 0.3})], resolver,
+                   fake_fingerprinter, builder=FakeBuilder())
+    stats, _ = work(store, resolver)
+    assert stats.failed == 1 and stats.done == 3  # the other axes still ran
+    failed, = store.jobs(statuses=["failed"])
+    assert "axis 'general' asks suite 'compliance' for 'refusal_rate'" in failed.error
+    assert "reports compliance_rate" in failed.error
+    assert not [r for r in store.results(exp.name) if "general" in r.axes]

@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 from ptm_core.errors import PTMError
 from ptm_core.store.db import Store, StoreError, default_cached_dir, default_store_path
-from ptm_core.store.experiment import Experiment
+from ptm_core.store.experiment import Experiment, ExperimentError
 from ptm_core.store.jobs import (
     Fingerprinter, JobMismatchError, SuiteResolver, check_point_fits, default_fingerprinter,
     package_versions, record_for, suite_options, weights_key, worker_id_default,
@@ -199,6 +199,7 @@ class Evaluator:
         record = record_for(spec, metrics=result.metrics, counts=result.counts, wall_s=wall,
                             swap_s=swap_s, engine=engine.kind, versions=package_versions())
         record.validate()
+        check_axes_measured(exp, record)
         return record, list(getattr(result, "details", None) or [])
 
     def close(self) -> None:
@@ -206,6 +207,20 @@ class Evaluator:
             _close(eng)
         self._engines.clear()
         self._applied.clear()
+
+
+def check_axes_measured(exp: Experiment, record: ResultRecord) -> None:
+    """A result must give every axis it was run for a score; otherwise the axis would silently
+    stay empty in every chart (typically a `metric:` in the experiment file the suite does not
+    report)."""
+    from ptm_core.store.frame import axis_value
+
+    for axis in record.axes:
+        if axis_value(exp, axis, record) is None:
+            asked = exp.axes[axis].metric or "its only top-level metric, or 'score'"
+            have = ", ".join(sorted(k for k in record.metrics if "/" not in k)) or "nothing"
+            raise ExperimentError(f"axis {axis!r} asks suite {record.suite!r} for {asked!r}, but the "
+                                  f"suite reports {have}: set `metric:` of that axis in the experiment file")
 
 
 def _close(engine: Any) -> None:
