@@ -21,6 +21,7 @@ from typing import Optional
 
 import torch
 
+from ptm_core.merge.export import plan_shards
 from ptm_core.merge.ptm import task_arithmetic
 from ptm_core.merge.safetensors_io import OutTensor, write_safetensors
 
@@ -62,14 +63,7 @@ def build_models(root: Path, layers: int, hidden: int, inter: int, vocab: int,
         d = paths[model]
         d.mkdir(parents=True)
         (d / "config.json").write_text(json.dumps(config, indent=2))
-        entries = [OutTensor(n, torch.bfloat16, s) for n, s in tensors]
-        shards, size = [[]], 0
-        for e in entries:
-            if shards[-1] and size + e.nbytes > shard_bytes:
-                shards.append([])
-                size = 0
-            shards[-1].append(e)
-            size += e.nbytes
+        shards = plan_shards([OutTensor(n, torch.bfloat16, s) for n, s in tensors], shard_bytes)
         weight_map = {}
 
         def produce(e: OutTensor, model_index=i):
