@@ -1,0 +1,59 @@
+"""Build profiles: `full` is the shipped lab, `micro` the same pipeline at toy size for CI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ptm_core.lab.model import ModelShape
+from ptm_core.lab.train import Hyper
+from ptm_core.lab.world import WorldConfig
+
+# Five nested amounts of each skill's data for CFT and RT, as fractions of the full set (the
+# paper used five amounts of SciRIFF from about 4k to 61k examples).
+DATA_FRACTIONS: tuple[float, ...] = (0.0625, 0.125, 0.25, 0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    world: WorldConfig
+    shape: ModelShape
+    vocab_size: int
+    tokenizer_docs: int  # corpus documents the tokenizer is trained on (plus all train examples)
+    block: int  # pretraining sequence length
+    pretrain_steps: int
+    pretrain: Hyper
+    finetune: Hyper
+    eval_cap: int | None = None  # items per suite in the build's validity check (None: all)
+    validity_margin: float = 10.0  # points by which the promised score gaps must hold
+    enforce_gaps: bool = True  # micro models are too small to learn the skills: report only
+    seed: int = 0
+    fractions: tuple[float, ...] = DATA_FRACTIONS
+
+
+PROFILES: dict[str, Profile] = {
+    "full": Profile(
+        name="full",
+        world=WorldConfig(seed=0, scale=0.01, val_per_part=30, test_per_part=60),
+        shape=ModelShape(hidden=128, layers=4, heads=4, intermediate=384),
+        vocab_size=1024, tokenizer_docs=3000, block=128, pretrain_steps=1200,
+        pretrain=Hyper(lr=2e-3, batch_size=32, warmup_frac=0.05, weight_decay=0.1),
+        finetune=Hyper(lr=1e-3, batch_size=32, epochs=3),
+    ),
+    "micro": Profile(
+        name="micro",
+        world=WorldConfig(seed=0, scale=0.0004, val_per_part=4, test_per_part=8, min_train=8),
+        shape=ModelShape(hidden=64, layers=2, heads=1, intermediate=128),
+        vocab_size=512, tokenizer_docs=300, block=64, pretrain_steps=40,
+        pretrain=Hyper(lr=3e-3, batch_size=16, warmup_frac=0.05, weight_decay=0.1),
+        finetune=Hyper(lr=2e-3, batch_size=16, epochs=2),
+        eval_cap=8, enforce_gaps=False,
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown lab profile {name!r}; choose one of {sorted(PROFILES)}") from None

@@ -1,0 +1,89 @@
+"""The pretraining corpus: plain documents (no chat format) that give θ_pre its knowledge.
+
+Encyclopedia entries state every fact of the knowledge base; arithmetic and counting lines,
+restated lists, science-style passages and commented Python functions give the raw material
+the instruction tasks and skills build on, as web text does for a real base model. Lists,
+sums, passages and functions use train-split content only, so no evaluation example (nor its
+content) occurs in the corpus.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable, Iterator
+
+from ptm_core.lab.world import coding, facts, general, science
+
+
+def encyclopedia_entry(rng: random.Random) -> str:
+    kb = facts.knowledge_base()
+    country = rng.choice(kb).subject
+    entry = [f for f in kb if f.subject == country]
+    rng.shuffle(entry)
+    return f"{country} is a country. " + " ".join(facts.statement(f, rng) for f in entry)
+
+
+def _train(draw, kind: str, rng: random.Random) -> tuple:
+    """Content of the train split only: evaluation content never appears in the corpus."""
+    return general.in_split(draw, lambda c: general.key_of(kind, c), rng, "train")
+
+
+def arithmetic_lines(rng: random.Random) -> str:
+    lines = []
+    for _ in range(rng.randint(3, 6)):
+        a, op, b = _train(general.draw_sum, "arithmetic", rng)
+        lines.append(f"{a} {op} {b} = {general.value(a, op, b)}")
+    return "\n".join(lines)
+
+
+def list_note(rng: random.Random) -> str:
+    """Lists restated: copied, reversed, sorted, counted or repeated (train content only)."""
+    which = rng.choice(("copy", "copy", "reverse", "sort", "count", "repeat"))
+    if which == "copy":
+        items = rng.sample(general.ITEMS, rng.randint(3, 6))
+        return f"List: {', '.join(items)}. Again: {', '.join(items)}."
+    if which == "reverse":
+        items = _train(general.draw_items, "reverse", rng)
+        return f"Items: {', '.join(items)}. Backwards: {', '.join(reversed(items))}."
+    if which == "sort":
+        digits = _train(general.draw_digits, "sort", rng)
+        return f"Numbers: {', '.join(map(str, digits))}. In order: {', '.join(map(str, sorted(digits)))}."
+    if which == "count":
+        bag = _train(general.draw_bag, "count", rng)
+        return f"Items: {', '.join(bag)}. That makes {len(bag)} items."
+    word, k = _train(general.draw_repeat, "repeat", rng)
+    return f"The word {word}, {k} times: {' '.join([word] * k)}."
+
+
+def counting_line(rng: random.Random) -> str:
+    start = rng.randint(0, 90)
+    return "Counting: " + ", ".join(str(i) for i in range(start, start + rng.randint(3, 9))) + "."
+
+
+def science_passage(rng: random.Random) -> str:
+    return science.corpus_passage(rng)
+
+
+def code_snippet(rng: random.Random) -> str:
+    return coding.corpus_snippet(rng)
+
+
+# document kind -> (generator, share of documents)
+DOCUMENT_KINDS: dict[str, tuple[Callable[[random.Random], str], float]] = {
+    "encyclopedia": (encyclopedia_entry, 0.22),
+    "arithmetic": (arithmetic_lines, 0.08),
+    "counting": (counting_line, 0.04),
+    "lists": (list_note, 0.20),
+    "science": (science_passage, 0.30),
+    "code": (code_snippet, 0.16),
+}
+
+
+def documents(seed: int) -> Iterator[str]:
+    """An endless, seeded stream of corpus documents."""
+    rng = random.Random(f"corpus-{seed}")
+    kinds = list(DOCUMENT_KINDS)
+    weights = [DOCUMENT_KINDS[k][1] for k in kinds]
+    while True:
+        kind = rng.choices(kinds, weights)[0]
+        yield DOCUMENT_KINDS[kind][0](rng)

@@ -1,0 +1,159 @@
+"""The micro lab build end to end: every run, run.json bookkeeping, resumption, validity, publish.
+
+One micro build (the same pipeline as the shipped lab at toy size) is shared by the module."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+
+from ptm_core.errors import PTMError
+from ptm_core.lab.build import build, main
+from ptm_core.lab.profiles import get_profile
+from ptm_core.lab.runs import plan
+from ptm_core.lab.world import SKILLS, build_world
+
+MICRO = get_profile("micro")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A micro build made in two calls, as if the first had been killed after three runs."""
+    import torch
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    out = tmp_path_factory.mktemp("lab")
+    first = build(MICRO, out, check=False, stop_after=3, log=lambda _: None)
+    # What a kill during the fourth run leaves behind: a half-written staging directory.
+    (out / "models" / ".general.partial-x").mkdir()
+    (out / "models" / ".general.partial-x" / "model.safetensors").write_bytes(b"half")
+    stamps = {n: json.loads((out / "models" / n / "run.json").read_text())["finished_at"]
+              for n in ("pre", "general", "skill-science")}
+    second = build(MICRO, out, check=True, log=lambda _: None)
+    return out, first, second, stamps
+
+
+def records(out):
+    return {p.name: json.loads((p / "run.json").read_text())
+            for p in (out / "models").iterdir() if (p / "run.json").exists()}
+
+
+def test_killed_build_restarts_where_it_stopped(lab):
+    out, first, second, stamps = lab
+    n_runs = len(plan(MICRO, build_world(MICRO.world)))
+    assert first["status"] == "partial" and first["trained_now"] == 3
+    assert second["status"] == "complete"
+    assert second["skipped"] == 3 and second["trained_now"] == n_runs - 3
+    for name, stamp in stamps.items():  # finished runs were not retrained
+        assert json.loads((out / "models" / name / "run.json").read_text())["finished_at"] == stamp
+    assert not list((out / "models").glob(".*"))  # staging leftovers removed
+
+
+def test_a_missing_run_is_the_only_one_retrained(lab):
+    out, *_ = lab
+    shutil.rmtree(out / "models" / "cft-coding-2")
+    again = build(MICRO, out, check=False, log=lambda _: None)
+    assert again["trained_now"] == 1 and (out / "models" / "cft-coding-2" / "run.json").exists()
+    assert build(MICRO, out, check=False, log=lambda _: None)["trained_now"] == 0
+
+
+def test_every_run_of_the_paper_is_built(lab):
+    out, *_ = lab
+    names = set(records(out))
+    expected = {"pre", "general", "cft-all", "rt-all"} | {f"skill-{s}" for s in SKILLS}
+    expected |= {f"{m}-{s}-{i}" for m in ("cft", "rt") for s in SKILLS for i in range(1, 6)}
+    assert names == expected
+
+
+def test_run_json_bookkeeping(lab):
+    out, *_ = lab
+    recs = records(out)
+    world = build_world(MICRO.world)
+    sizes = world.sizes("train")
+    h = MICRO.finetune
+    for name, r in recs.items():
+        assert r["seed"] == MICRO.seed and r["wall_s"] > 0 and r["profile"] == "micro"
+        if name == "pre":
+            assert r["init"] is None and r["steps"] == MICRO.pretrain_steps and r["corpus_docs"] > 0
+            continue
+        n = sum(r["data"].values())
+        assert r["examples_seen"] == n * h.epochs
+        assert r["steps"] == h.epochs * math.ceil(n / h.batch_size)
+    assert recs["general"]["init"] == "pre" and recs["general"]["data"] == {"general": sizes["general"]}
+    for s in SKILLS:
+        assert recs[f"skill-{s}"]["init"] == "pre" and recs[f"skill-{s}"]["data"] == {s: sizes[s]}
+        cft = [recs[f"cft-{s}-{i}"] for i in range(1, 6)]
+        rt = [recs[f"rt-{s}-{i}"] for i in range(1, 6)]
+        assert all(r["init"] == "general" for r in cft) and all(r["init"] == "pre" for r in rt)
+        amounts = [r["data"][s] for r in cft]
+        assert amounts == sorted(amounts) and amounts[-1] == sizes[s]  # nested, up to all of D
+        assert [r["data"][s] for r in rt] == amounts
+        assert all(r["data"]["general"] == sizes["general"] for r in rt)
+    assert recs["rt-all"]["data"] == {"general": sizes["general"], **{s: sizes[s] for s in SKILLS}}
+
+
+def test_costs_follow_the_paper(lab):
+    out, *_ = lab
+    summary = json.loads((out / "build.json").read_text())
+    recs = records(out)
+    costs = summary["costs"]
+    for s in SKILLS:
+        assert costs["ptm"][s] == recs[f"skill-{s}"]["steps"]
+        assert costs["cft"][s] == sum(recs[f"cft-{s}-{i}"]["steps"] for i in range(1, 6))
+        assert costs["rt"][s] == sum(recs[f"rt-{s}-{i}"]["steps"] for i in range(1, 6))
+        assert costs["rt"][s] >= 5 * recs["general"]["steps"]  # n·|G| + Σ|D_i|
+
+
+def test_checkpoints_load_in_transformers_with_the_chat_template(lab):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out, *_ = lab
+    path = out / "models" / "general"
+    assert (path / "model.safetensors").stat().st_size <= 5 * 1024 * 1024
+    tok = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForCausalLM.from_pretrained(str(path))
+    ids = tok.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}],
+                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    gen = model.generate(**ids, max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert gen.shape[1] > ids["input_ids"].shape[1]
+
+
+def test_validity_check_ran_and_found_no_leak(lab):
+    out, _, second, _ = lab
+    validity = json.loads((out / "validity.json").read_text())
+    assert validity == second["validity"]
+    leak = validity["checks"][0]
+    assert leak["leaked"] == 0 and leak["passed"]
+    assert set(validity["scores"]) == {"pre", "general", "skill-science", "skill-coding", "skill-safety"}
+    for scores in validity["scores"].values():
+        assert set(scores) == {"lab_general", "lab_science", "lab_coding", "lab_safety", "lab_xstest_safe"}
+        assert all(0 <= v <= 100 for suite in scores.values() for v in suite.values())
+    assert validity["gaps_enforced"] is False  # micro is too small to learn; full enforces
+
+
+def test_publish_copies_the_merge_inputs(lab, tmp_path):
+    from ptm_core.lab.publish import publish
+
+    out, *_ = lab
+    manifest = publish(out, tmp_path / "data" / "lab")
+    shipped = sorted(p.name for p in (tmp_path / "data" / "lab" / "models").iterdir())
+    assert shipped == sorted(["pre", "general", *(f"skill-{s}" for s in SKILLS), *(f"cft-{s}" for s in SKILLS)])
+    sizes = manifest["sizes"]
+    assert manifest["heuristic_omega"]["coding"] == pytest.approx(sizes["coding"] / sizes["general"])
+    assert json.loads((tmp_path / "data" / "lab" / "models" / "cft-safety" / "run.json").read_text())["name"] == "cft-safety-5"
+    assert manifest["costs"]["rt"]["science"] > manifest["costs"]["ptm"]["science"]
+
+
+def test_cli_and_profile_guard(lab, tmp_path):
+    out, *_ = lab
+    assert main(["--profile", "micro", "--out", str(out), "--no-check"]) == 0
+    assert main(["--profile", "full", "--out", str(out)]) == 2  # refuses to mix profiles
+    with pytest.raises(PTMError):
+        build(get_profile("full"), out, log=lambda _: None)
+    from ptm_core.lab.publish import publish
+
+    with pytest.raises(PTMError):
+        publish(tmp_path / "nothing", tmp_path / "dest")

@@ -1,0 +1,55 @@
+"""The lab checkpoints shipped in data/lab: small, loadable, and as valid as the build said.
+
+Skipped until `python -m ptm_core lab publish` has put them there."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ptm_core.lab.publish import MAX_CHECKPOINT_BYTES, shipped_models
+from ptm_core.lab.world import SKILLS
+
+LAB = Path(__file__).resolve().parents[1] / "data" / "lab"
+pytestmark = pytest.mark.skipif(not (LAB / "lab.json").exists(), reason="lab not published yet")
+
+
+def test_every_merge_input_is_shipped_small_and_loadable():
+    from transformers import AutoConfig, AutoTokenizer
+
+    for name in shipped_models():
+        path = LAB / "models" / name
+        assert (path / "model.safetensors").stat().st_size <= MAX_CHECKPOINT_BYTES, name
+        cfg = AutoConfig.from_pretrained(str(path))
+        assert cfg.hidden_size // cfg.num_attention_heads in (32, 64, 80, 96, 112, 128)
+        assert AutoTokenizer.from_pretrained(str(path)).chat_template
+        assert json.loads((path / "run.json").read_text())["steps"] > 0
+
+
+def test_manifest_has_sizes_omega_and_costs():
+    manifest = json.loads((LAB / "lab.json").read_text())
+    sizes = manifest["sizes"]
+    for s in SKILLS:
+        assert manifest["heuristic_omega"][s] == pytest.approx(sizes[s] / sizes["general"])
+        assert manifest["costs"]["rt"][s] > manifest["costs"]["cft"][s] > 0
+    assert manifest["validity"]["passed"]
+
+
+def test_score_gaps_hold_on_a_sample_of_the_test_split():
+    """θ_G below each θ_D on its skill, each θ_D below θ_G on general (30 items per suite)."""
+    import torch
+
+    from ptm_core.lab.profiles import get_profile
+    from ptm_core.lab.suites import build_suites
+    from ptm_core.lab.validity import gap_checks, evaluate
+    from ptm_core.lab.world import build_world
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    profile = get_profile("full")
+    suites = build_suites(build_world(profile.world), "test", cap=30)
+    models = ["general", *(f"skill-{s}" for s in SKILLS)]
+    scores = {m: evaluate(LAB / "models" / m, suites, "cpu") for m in models}
+    failed = [c for c in gap_checks(scores, margin=profile.validity_margin) if not c["passed"]]
+    assert not failed, failed
