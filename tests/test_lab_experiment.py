@@ -56,3 +56,13 @@ def test_lab_experiment_is_valid_and_complete(tmp_path):
     assert "../../runs/lab/models/rt-safety-1" in text and str(tmp_path) not in text
     both = [r for r in refs if len(r.skills) == 3]
     assert {r.kind for r in both} == {"cft", "rt"} and all(r.data_size == 1030 for r in both)
+
+
+def test_cli_dispatch_writes_the_experiment(tmp_path):
+    from ptm_core.__main__ import main
+
+    build = fake_build(tmp_path / "runs" / "lab")
+    dest = tmp_path / "data" / "lab"
+    assert main(["lab", "experiment", "--build", str(build), "--dest", str(dest)]) == 0
+    assert Experiment.load(dest / "lab.yml").name == "lab"
+    assert main(["lab", "frobnicate"]) == 2
