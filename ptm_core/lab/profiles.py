@@ -38,7 +38,7 @@ PROFILES: dict[str, Profile] = {
         shape=ModelShape(hidden=128, layers=4, heads=4, intermediate=384),
         vocab_size=1024, tokenizer_docs=3000, block=128, pretrain_steps=1200,
         pretrain=Hyper(lr=2e-3, batch_size=32, warmup_frac=0.05, weight_decay=0.1),
-        finetune=Hyper(lr=1e-3, batch_size=32, epochs=3),
+        finetune=Hyper(lr=1e-3, batch_size=8, epochs=3),
     ),
     "micro": Profile(
         name="micro",
@@ -46,7 +46,7 @@ PROFILES: dict[str, Profile] = {
         shape=ModelShape(hidden=64, layers=2, heads=1, intermediate=128),
         vocab_size=512, tokenizer_docs=300, block=64, pretrain_steps=40,
         pretrain=Hyper(lr=3e-3, batch_size=16, warmup_frac=0.05, weight_decay=0.1),
-        finetune=Hyper(lr=2e-3, batch_size=16, epochs=2),
+        finetune=Hyper(lr=2e-3, batch_size=8, epochs=2),
         eval_cap=8, enforce_gaps=False,
     ),
 }

@@ -1,8 +1,9 @@
 """The pretraining corpus: plain documents (no chat format) that give θ_pre its knowledge.
 
 Encyclopedia entries state every fact of the knowledge base; arithmetic and counting lines,
-restated lists, science-style passages and commented Python functions give the raw material
-the instruction tasks and skills build on, as web text does for a real base model. Lists,
+restated lists, science-style passages, commented Python functions and a few short chats give
+the raw material the instruction tasks and skills build on, as web text does for a real base
+model. Lists,
 sums, passages and functions use train-split content only, so no evaluation example (nor its
 content) occurs in the corpus.
 """
@@ -12,15 +13,19 @@ from __future__ import annotations
 import random
 from typing import Callable, Iterator
 
+from ptm_core.lab.tokenizer import render_prompt
 from ptm_core.lab.world import coding, facts, general, science
+from ptm_core.lab.world.vocab import ITEMS
+
+
+def encyclopedia_entry_of(country: str, rng: random.Random) -> str:
+    entry = [f for f in facts.knowledge_base() if f.subject == country]
+    rng.shuffle(entry)
+    return f"{country} is a country. " + " ".join(facts.statement(f, rng) for f in entry)
 
 
 def encyclopedia_entry(rng: random.Random) -> str:
-    kb = facts.knowledge_base()
-    country = rng.choice(kb).subject
-    entry = [f for f in kb if f.subject == country]
-    rng.shuffle(entry)
-    return f"{country} is a country. " + " ".join(facts.statement(f, rng) for f in entry)
+    return encyclopedia_entry_of(rng.choice(facts.knowledge_base()).subject, rng)
 
 
 def _train(draw, kind: str, rng: random.Random) -> tuple:
@@ -68,14 +73,37 @@ def code_snippet(rng: random.Random) -> str:
     return coding.corpus_snippet(rng)
 
 
+SENTENCES = ("The {w} is on the table.", "I saw a {w} this morning.", "My friend likes the {w}.",
+             "There is a {w} in the picture.", "We talked about the {w} all day.")
+
+
+def chat(rng: random.Random) -> str:
+    """A short conversation in the chat template, as base models see on the web: so that the
+    template's tokens mean something before any instruction tuning. Never a G task or a skill."""
+    which = rng.choice(("about", "sentence", "next"))
+    if which == "about":
+        country = rng.choice(facts.knowledge_base()).subject
+        user = rng.choice(("Tell me about {c}.", "What do you know about {c}?")).format(c=country)
+        reply = encyclopedia_entry_of(country, rng)
+    elif which == "sentence":
+        word = rng.choice(ITEMS)
+        user = f"Write a sentence with the word {word}."
+        reply = rng.choice(SENTENCES).format(w=word)
+    else:
+        n = rng.randint(0, 98)
+        user, reply = f"What number comes after {n}?", str(n + 1)
+    return render_prompt(user) + reply  # packing adds the EOS that ends the reply
+
+
 # document kind -> (generator, share of documents)
 DOCUMENT_KINDS: dict[str, tuple[Callable[[random.Random], str], float]] = {
-    "encyclopedia": (encyclopedia_entry, 0.22),
-    "arithmetic": (arithmetic_lines, 0.08),
-    "counting": (counting_line, 0.04),
-    "lists": (list_note, 0.20),
-    "science": (science_passage, 0.30),
-    "code": (code_snippet, 0.16),
+    "encyclopedia": (encyclopedia_entry, 0.18),
+    "arithmetic": (arithmetic_lines, 0.07),
+    "counting": (counting_line, 0.03),
+    "lists": (list_note, 0.18),
+    "science": (science_passage, 0.28),
+    "code": (code_snippet, 0.14),
+    "chat": (chat, 0.12),
 }
 
 
