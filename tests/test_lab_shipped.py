@@ -43,13 +43,15 @@ def test_score_gaps_hold_on_a_sample_of_the_test_split():
 
     from ptm_core.lab.profiles import get_profile
     from ptm_core.lab.suites import build_suites
-    from ptm_core.lab.validity import gap_checks, evaluate
+    from ptm_core.lab.validity import SKILL_AXIS, evaluate, gap_checks
     from ptm_core.lab.world import build_world
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     profile = get_profile("full")
     suites = build_suites(build_world(profile.world), "test", cap=30)
-    models = ["general", *(f"skill-{s}" for s in SKILLS)]
-    scores = {m: evaluate(LAB / "models" / m, suites, "cpu") for m in models}
+    needed = {"general": ["lab_general", *(SKILL_AXIS[s][0] for s in SKILLS)]}
+    needed.update({f"skill-{s}": ["lab_general", SKILL_AXIS[s][0]] for s in SKILLS})
+    scores = {m: evaluate(LAB / "models" / m, {n: suites[n] for n in names}, "cpu")
+              for m, names in needed.items()}
     failed = [c for c in gap_checks(scores, margin=profile.validity_margin) if not c["passed"]]
     assert not failed, failed

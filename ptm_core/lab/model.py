@@ -1,7 +1,8 @@
-"""The lab's tiny Llama: Hugging Face format, float32, untied embeddings, head size 64.
+"""The lab's tiny Llama: Hugging Face format, float32, untied embeddings.
 
-Head size 64 is one that vLLM's CPU attention accepts; at the default size a checkpoint is
-about 4.5 MB (1.1M parameters), small enough to ship several in the repository.
+The head size must be one that vLLM's CPU attention accepts (the full profile uses 4 heads of
+32); at the full size a checkpoint is about 4.5 MB (1.1M parameters), small enough to ship
+several in the repository.
 """
 
 from __future__ import annotations

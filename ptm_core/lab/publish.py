@@ -27,11 +27,13 @@ MAX_CHECKPOINT_BYTES = 5 * 1024 * 1024
 DEFAULT_DEST = Path("data/lab")
 
 
-def shipped_models(profile_fractions: int = 5) -> dict[str, str]:
-    """Shipped name -> run name in the build."""
+def shipped_models(n_sizes: int = 5) -> dict[str, str]:
+    """Shipped name -> run name in the build (θ_CFT is the CFT run on all of the skill data)."""
+    from ptm_core.lab.runs import wise_ft_source
+
     names = {"pre": "pre", "general": "general"}
     names.update({f"skill-{s}": f"skill-{s}" for s in SKILLS})
-    names.update({f"cft-{s}": f"cft-{s}-{profile_fractions}" for s in SKILLS})
+    names.update({f"cft-{s}": wise_ft_source(s, n_sizes) for s in SKILLS})
     return names
 
 

@@ -57,9 +57,9 @@ def plan(profile: Profile, world: World) -> list[RunSpec]:
     return runs
 
 
-def wise_ft_source(skill: str, profile: Profile) -> str:
-    """The CFT run trained on the full skill data (θ_CFT for WiSE-FT)."""
-    return f"cft-{skill}-{len(profile.fractions)}"
+def wise_ft_source(skill: str, n_sizes: int) -> str:
+    """The CFT run trained on the full skill data (θ_CFT for WiSE-FT): the last of `n_sizes`."""
+    return f"cft-{skill}-{n_sizes}"
 
 
 def method_costs(records: dict[str, dict]) -> dict[str, dict[str, int]]:

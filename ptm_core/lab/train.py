@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import math
 import platform
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -130,13 +129,3 @@ def make_readable(directory: Path) -> None:
 def read_run(out_dir: Path) -> dict | None:
     path = Path(out_dir) / RUN_FILE
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def timed(fn: Callable[[], list[float]]) -> tuple[list[float], float]:
-    start = time.perf_counter()
-    losses = fn()
-    return losses, time.perf_counter() - start
-
-
-def hyper_dict(h: Hyper) -> dict:
-    return asdict(h)

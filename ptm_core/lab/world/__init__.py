@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
 from ptm_core.lab.world import coding, general, lookalikes, science, unsafe
-from ptm_core.lab.world.example import SPLITS, Domain, Example, Split, prompt_key
+from ptm_core.lab.world.example import SPLITS, Example, Split, prompt_key
 from ptm_core.lab.world.vocab import split_of
 
 WORLD_VERSION = "1"
