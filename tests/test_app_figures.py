@@ -176,6 +176,25 @@ def test_best_of_each_method_reproduces_paper_table_2(paper):
     assert (cft["general"], cft["science"]) == (33.7, 40.6)
     assert cft["% Δ general"] == pytest.approx(-32.5, abs=0.05)
     assert best.loc["θ_G (general only)", "general"] == 49.9
+    # the paper's own "best" rows compete (they carry no ω), and their pool cost is the one
+    # reported, not a sum over duplicate rows of one model
+    avg = tables.best_of_each_method(paper, "science").set_index("method")
+    ptm = avg.loc["Best PTM (task arithmetic)"]
+    assert (ptm["general"], ptm["science"], ptm["training steps"]) == (47.1, 38.2, 479)
+    assert avg.loc["Best CFT", "training steps"] == 1005
+
+
+def test_best_falls_back_to_points_where_the_general_model_scores_zero():
+    """The lab's θ_G scores 0 on every skill, so % change is undefined; best still ranks."""
+    frame = synthetic_frame()
+    general = frame["kind"] == "general"
+    frame.loc[general, "science"] = 0.0
+    best = tables.best_of_each_method(Results.from_frame(frame), "science").set_index("method")
+    assert "Best CFT" in best.index and "Best PTM (task arithmetic)" in best.index
+    assert math.isnan(best.loc["Best CFT", "% Δ science"])
+    cft = frame[(frame["kind"] == "cft") & frame["skills"].astype(str).str.contains("science")]
+    gain = (cft["general"] - frame.loc[general, "general"].iloc[0] + cft["science"]) / 2
+    assert best.loc["Best CFT", "science"] == cft.loc[gain.idxmax(), "science"]
 
 
 def test_pool_steps_follow_the_paper(res):

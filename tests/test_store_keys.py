@@ -73,3 +73,12 @@ def test_diff_components_names_what_changed():
 
 
 GOLDEN = "11635584a46ce1dcc06787bcf5290fb1ddda9e7e2857b98f1b63eba1a18ce71a"
+
+
+def test_engine_key_carries_the_dtype_that_changes_outputs():
+    from ptm_core.store.keys import engine_key
+
+    assert engine_key("vllm") == engine_key("vllm", {"dtype": "auto"}) == "vllm"
+    assert engine_key("vllm", {"dtype": "float32", "max_model_len": 512}) == "vllm:dtype=float32"
+    assert result_key(**{**BASE, "engine": engine_key("vllm", {"dtype": "float32"})}) \
+        != result_key(**BASE)

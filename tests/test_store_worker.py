@@ -195,3 +195,21 @@ def test_axis_metric_the_suite_does_not_report_fails_the_job_readably(tmp_path):
     assert "axis 'general' asks suite 'compliance' for 'refusal_rate'" in failed.error
     assert "reports compliance_rate" in failed.error
     assert not [r for r in store.results(exp.name) if "general" in r.axes]
+
+
+def test_engine_dtype_option_is_part_of_the_key_and_the_record(tmp_path):
+    """A float32 run and a default-dtype run of the same point are different results."""
+    exp, _, resolver = fake_lab(tmp_path)
+    exp32 = exp.model_copy(update={"engine_options": {"dtype": "float32"}})
+    point = ptm_point(exp, FakeBuilder(), {"science": 0.5})
+    keys = {}
+    for e in (exp, exp32):
+        store = Store(tmp_path / f"{e.engine_options.get('dtype', 'auto')}.sqlite")
+        store.register_experiment(e)
+        outs = enqueue_points(store, e, [point], resolver, fake_fingerprinter, builder=FakeBuilder())
+        keys[e.engine_options.get("dtype")] = {o.key for o in outs}
+        stats, _ = work(store, resolver)
+        assert stats.done == len(outs) and stats.failed == 0
+        assert {r.engine for r in store.results(e.name)} == \
+            {"fake:dtype=float32" if e is exp32 else "fake"}
+    assert not keys[None] & keys["float32"]

@@ -83,6 +83,8 @@ def paper_frame(paper_dir: Path = PAPER_DIR) -> pd.DataFrame:
             "omega": omega, "label": model, "data_size": data_size,
             "train_steps": steps, "recipe_key": None,
             **{a: scores.get(a) for a in KNOWN_AXES},
+            # Tables 2-3 report the cost of each method's whole pool of models (Section 2).
+            "pool_steps": steps if t in (2, 3) else None,
             "source": f"Table {t}, row {r}" + (" (derived from % change)" if derived else ""),
             "derived": derived,
         })

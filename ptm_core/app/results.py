@@ -20,7 +20,8 @@ META = ["experiment", "kind", "skills", "omega", "label", "data_size", "train_st
 # Columns that are never axes (besides META).
 _NON_AXES = set(META) | {"source", "estimated", "row_id", "table", "row", "derived", "params",
                          "omega_d", "skill_set", "wall_s", "created", "cost_steps", "point_id",
-                         "method", "heuristic", "created_at", "engine"}
+                         "method", "heuristic", "created_at", "engine",
+                         "pool_steps"}
 KNOWN_AXES = ["general", "science", "coding", "safety", "xstest_safe"]
 AXIS_TITLES = {
     "general": "General",

@@ -10,11 +10,11 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from ptm_core.app.results import CURVE_KINDS, Results, axis_title, kind_title
+from ptm_core.app.results import Results, axis_title, kind_title
 
 TABLE_METHODS = ("cft", "rt", "ptm", "linear", "wise_ft", "ties", "dare_ties", "dare_linear")
 CRITERIA = {
-    "avg_pct": "average % change on both axes (paper Table 3)",
+    "avg_pct": "average % change on both axes (paper Table 3; points where θ_G scores 0)",
     "skill": "skill score (paper Table 2)",
 }
 
@@ -55,18 +55,14 @@ def best_of_each_method(res: Results, skill: str, *, x: str = "general", y: str 
     out = [{"method": "θ_G (general only)", x: gx, y: gy, f"% Δ {x}": 0.0, f"% Δ {y}": 0.0,
             "training steps": float("nan"), "detail": str(g["label"] or ""), "row_id": int(g["row_id"])}]
     for kind in methods:
-        if kind in CURVE_KINDS:
-            rows = res.curve(kind, skill)
-            rows = rows[rows["kind"] == kind]
-        else:
-            rows = res.of_kind(kind, skill)
+        rows = res.of_kind(kind, skill)  # with or without ω (the paper's "best" rows have none)
         rows = rows[~rows["estimated"].astype(bool)]
         rows = rows[rows[x].notna() & rows[y].notna()] if len(rows) else rows
         if rows.empty:
             continue
         dx = np.array([pct_change(float(v), gx) for v in rows[x]])
         dy = np.array([pct_change(float(v), gy) for v in rows[y]])
-        score = (dx + dy) / 2 if criterion == "avg_pct" else rows[y].to_numpy(dtype=float)
+        score = _selection_score(rows, x, y, gx, gy, dx, dy, criterion)
         if np.all(np.isnan(score)):
             continue
         i = int(np.nanargmax(score))
@@ -78,9 +74,28 @@ def best_of_each_method(res: Results, skill: str, *, x: str = "general", y: str 
             detail = f"|D_i| = {int(r['data_size']):,}"
         out.append({"method": f"Best {kind_title(kind)}", x: float(r[x]), y: float(r[y]),
                     f"% Δ {x}": dx[i], f"% Δ {y}": dy[i],
-                    "training steps": pool_steps(res, kind, skill), "detail": detail,
+                    "training steps": _reported_pool_steps(r) or pool_steps(res, kind, skill),
+                    "detail": detail,
                     "row_id": int(r["row_id"])})
     return pd.DataFrame(out, columns=cols)
+
+
+def _reported_pool_steps(row: pd.Series) -> float | None:
+    """The pool cost a source reported for this row (the paper's Tables 2-3 give it per best
+    model; summing their rows would count one model twice)."""
+    v = row.get("pool_steps")
+    return float(v) if v is not None and pd.notna(v) else None
+
+
+def _selection_score(rows: pd.DataFrame, x: str, y: str, gx: float, gy: float,
+                     dx: np.ndarray, dy: np.ndarray, criterion: str) -> np.ndarray:
+    """What "best" maximises. The average % change is undefined where θ_G scores 0 on an axis
+    (the lab's θ_G has no skills at all); there the average change in points ranks instead."""
+    if criterion != "avg_pct":
+        return rows[y].to_numpy(dtype=float)
+    if gx and gy:
+        return (dx + dy) / 2
+    return ((rows[x].to_numpy(dtype=float) - gx) + (rows[y].to_numpy(dtype=float) - gy)) / 2
 
 
 def format_best_table(df: pd.DataFrame) -> pd.DataFrame:

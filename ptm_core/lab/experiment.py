@@ -78,6 +78,8 @@ def lab_experiment(build_dir: Path, dest_dir: Path, name: str = "lab") -> dict:
                  for axis, (suite, metric, label) in AXES.items()},
         "references": references,
         "engine": "vllm",
+        # The lab trains and validates in float32; vLLM's "auto" would run it in bfloat16 on CPU.
+        "engine_options": {"dtype": "float32"},
     }
 
 

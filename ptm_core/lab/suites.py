@@ -86,12 +86,12 @@ class CodingSuite:
     timeout_s: float = 5.0
     _cache: dict = field(default_factory=dict, repr=False)
 
-    def _passes(self, outputs: list[str], tests: str) -> list[bool]:
-        """Each distinct program runs once; programs that do not even compile fail without a
-        sandbox (compiling executes nothing)."""
+    def _passes(self, cases: list[tuple[str, str]]) -> list[bool]:
+        """Pass/fail per (model output, tests) pair. Each distinct program runs once; programs
+        that do not even compile fail without a sandbox (compiling executes nothing)."""
         from ptm_core.evals.sandbox import run_tests_batch
 
-        todo = [(extract_code(o), tests) for o in outputs]
+        todo = [(extract_code(output), tests) for output, tests in cases]
         fresh = []
         for case in dict.fromkeys(todo):
             if case in self._cache:
@@ -114,9 +114,14 @@ class CodingSuite:
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         details = []
+        # One sandbox pool over every item's programs: per-item pools of ~11 programs left
+        # the workers idle between items.
+        flat = [(out, item.target) for item, g, s in zip(self.items, greedy, sampled)
+                for out in [*g[:1], *s]]
+        passed = iter(self._passes(flat))
         for item, g, s in zip(self.items, greedy, sampled):
-            ok_greedy = self._passes(g[:1], item.target)[0]
-            ok_sampled = self._passes(s, item.target)
+            ok_greedy = next(passed)
+            ok_sampled = [next(passed) for _ in s]
             n, c = len(ok_sampled), sum(ok_sampled)
             scores = {"pass@1": float(ok_greedy), f"pass@{self.k}": pass_at_k(n, c, min(self.k, n)),
                       "pass@1_sampled": pass_at_k(n, c, 1)}

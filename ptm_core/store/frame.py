@@ -10,6 +10,7 @@ import pandas as pd
 
 from ptm_core.store.experiment import Experiment
 from ptm_core.store.records import ResultRecord
+from ptm_core.store.keys import engine_key
 
 POINT_COLUMNS = ["experiment", "kind", "skills", "omega", "label", "data_size", "train_steps",
                  "recipe_key", "point_id", "method", "heuristic", "source"]
@@ -38,7 +39,7 @@ def _serves(exp: Experiment, axis: str, r: ResultRecord) -> bool:
 
 def _preference(exp: Experiment, r: ResultRecord) -> tuple:
     # the experiment's engine first, then the newest measurement
-    return (r.engine == exp.engine, r.created_at)
+    return (r.engine == engine_key(exp.engine, exp.engine_options), r.created_at)
 
 
 def results_frame(store: Any, experiment: Experiment | str) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from ptm_core.errors import PTMError
 from ptm_core.store.experiment import Experiment
-from ptm_core.store.keys import key_components
+from ptm_core.store.keys import engine_key, key_components
 from ptm_core.store.points import MergeKitBuilder, Point, RecipeBuilder
 from ptm_core.store.records import EnqueueOutcome, JobSpec, ResultRecord
 
@@ -91,7 +91,7 @@ def plan_jobs(exp: Experiment, points: Sequence[Point], suite_resolver: SuiteRes
     groups = exp.suite_groups(axes)
     suites = {ref: suite_resolver(exp, ref) for ref in groups}
     fps: dict[str, str] = {}
-    engine_kind = engine or exp.engine
+    engine_kind = engine or engine_key(exp.engine, exp.engine_options)
     specs = []
     for point in points:
         check_point_fits(exp, point)

@@ -79,6 +79,18 @@ def key_components(
     }
 
 
+# Engine options that change what a model outputs, and so belong in the cache key.
+OUTPUT_AFFECTING_ENGINE_OPTIONS = ("dtype",)
+
+
+def engine_key(kind: str, options: Mapping[str, Any] | None = None) -> str:
+    """The engine part of a cache key: the kind, plus any option that changes outputs
+    ("vllm" runs a float32 checkpoint in bfloat16 on CPU; "vllm:dtype=float32" does not)."""
+    extra = [f"{name}={options[name]}" for name in OUTPUT_AFFECTING_ENGINE_OPTIONS
+             if options and options.get(name) not in (None, "auto")]
+    return ":".join([kind, *extra])
+
+
 def result_key(**components: Any) -> str:
     """sha256 hex of the canonical key components (see `key_components` for the arguments)."""
     return sha256_hex(canonical_json(key_components(**components)))

@@ -33,7 +33,7 @@ from ptm_core.store.jobs import (
     Fingerprinter, JobMismatchError, SuiteResolver, check_point_fits, default_fingerprinter,
     package_versions, record_for, suite_options, weights_key, worker_id_default,
 )
-from ptm_core.store.keys import diff_components, key_components
+from ptm_core.store.keys import diff_components, engine_key, key_components
 from ptm_core.store.points import MergeKitBuilder, RecipeBuilder
 from ptm_core.store.records import Job, JobSpec, RecordError, ResultRecord
 
@@ -179,7 +179,8 @@ class Evaluator:
         engine = self.engine(exp)
         suite = self.suite(exp, spec.suite_ref)
         recipe = self.builder.load(spec.point.recipe_yaml)
-        self.verify(exp, spec, recipe, suite, engine.kind)
+        engine_kind = engine_key(engine.kind, exp.engine_options)
+        self.verify(exp, spec, recipe, suite, engine_kind)
         swap_s = 0.0
         if self._applied.get(id(engine)) != spec.point.recipe_key:
             say(None, None, f"applying {spec.point.label}")
@@ -197,7 +198,7 @@ class Evaluator:
             raise
         wall = time.perf_counter() - start
         record = record_for(spec, metrics=result.metrics, counts=result.counts, wall_s=wall,
-                            swap_s=swap_s, engine=engine.kind, versions=package_versions())
+                            swap_s=swap_s, engine=engine_kind, versions=package_versions())
         record.validate()
         check_axes_measured(exp, record)
         return record, list(getattr(result, "details", None) or [])

@@ -1,0 +1,164 @@
+"""The lab's counterparts of the paper's Tables 2-6, as Markdown, next to the paper's numbers.
+
+`python -m ptm_core lab report` prints what the README's "What the lab shows" section holds.
+Everything is read from the results store (which imports `cached_runs/`); nothing is typed in.
+The tables are built by the same functions as the app's (`ptm_core.app.tables`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import pandas as pd
+
+from ptm_core.app import tables
+from ptm_core.app.paper import read_table
+from ptm_core.app.results import Results
+
+AXES = ("general", "science", "coding", "safety", "xstest_safe")
+AXIS_NAMES = {"general": "general", "science": "science", "coding": "coding",
+              "safety": "safety", "xstest_safe": "XSTest-safe"}
+CURVE_METHODS = (("ptm", "task arithmetic"), ("linear", "linear"), ("wise_ft", "WiSE-FT"))
+
+
+def _num(v, digits: int = 1) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, (int, float)) and float(v).is_integer() and digits == 0:
+        return f"{int(v):,}"
+    return f"{float(v):.{digits}f}" if digits else f"{round(float(v)):,}"
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def best_rows(res: Results, paper: Results, skill: str, x: str = "general",
+              y: Optional[str] = None) -> str:
+    """Tables 2-3: θ_G and the best CFT, RT and PTM (by average change on both axes). The lab's
+    θ_G scores 0 on every skill, so its % change is undefined and not shown."""
+    y = y or skill
+    methods = ("cft", "rt", "ptm")
+    lab = tables.best_of_each_method(res, skill, x=x, y=y, methods=methods).set_index("method")
+    ref = tables.best_of_each_method(paper, skill, x=x, y=y, methods=methods).set_index("method")
+    rows = []
+    for name in lab.index.union(ref.index, sort=False):
+        a = lab.loc[name] if name in lab.index else None
+        b = ref.loc[name] if name in ref.index else None
+        cell = lambda r, c, d=1: _num(None if r is None else r[c], d)  # noqa: E731
+        rows.append([name, cell(a, x), cell(a, y), cell(a, "training steps", 0),
+                     a["detail"] if a is not None else "",
+                     cell(b, x), cell(b, y), cell(b, f"% Δ {y}"), cell(b, "training steps", 0)])
+    gx, gy = AXIS_NAMES[x], AXIS_NAMES[y]
+    return markdown_table(
+        ["", f"lab {gx}", f"lab {gy}", "lab steps", "lab point",
+         f"paper {gx}", f"paper {gy}", f"paper % Δ {gy}", "paper steps"], rows)
+
+
+def _paper_rows(table: int) -> dict[str, dict]:
+    return {str(r["model"]): r for r in read_table(table).to_dict("records")}
+
+
+def _lab_row(res: Results, kind: str, skills: Sequence[str]) -> Optional[pd.Series]:
+    rows = res.of_kind(kind)
+    match = rows[[set(s) == set(skills) for s in rows["skill_set"]]]
+    return None if match.empty else match.iloc[0]
+
+
+def all_three(res: Results) -> str:
+    """Table 4 (and 6): all three skills at once: CFT, RT, PTM, TIES, DARE against θ_G."""
+    omegas = res.heuristic_omegas()
+    skills = list(res.skills)
+    p4, p6 = _paper_rows(4), _paper_rows(6)
+    lines = [("θ_G", res.general_row(), p4.get("Tulu Only")),
+             ("CFT (all 3)", _lab_row(res, "cft", skills), p4.get("CFT (All 3)")),
+             ("RT (all 3)", _lab_row(res, "rt", skills), p4.get("RT (All 3)")),
+             ("PTM (all 3)", res.lookup("ptm", omegas), p4.get("PTM (All 3)")),
+             ("TIES PTM (all 3)", res.lookup("ties", omegas), p6.get("TIES PTM (All 3)")),
+             ("DARE PTM (all 3)", res.lookup("dare_ties", omegas), p6.get("DARE PTM (All 3)"))]
+    rows = [[name] + [f"{_num(res.score(row, a))} ({_num(None if ref is None else ref.get(a))})"
+                      for a in AXES] for name, row, ref in lines]
+    return markdown_table(["lab (paper)"] + [AXIS_NAMES[a] for a in AXES], rows)
+
+
+def interference(res: Results) -> str:
+    """Table 5: single-skill and pairwise merges at the heuristic ω, every metric."""
+    scores = tables.scores_table(res)
+    p5 = _paper_rows(5)
+    paper_name = {"θ_G": "Tulu Only"}
+    for label in scores.index:
+        if label.startswith("PTM ("):
+            parts = label[5:-1].split(" + ")
+            paper_name[label] = "PTM (" + " + ".join(p.capitalize() for p in parts) + ")"
+    rows = []
+    for label, row in scores.iterrows():
+        ref = p5.get(paper_name.get(label, "")) or _paper_rows(4).get(
+            "PTM (All 3)" if label.count("+") == 2 else "")
+        rows.append([label] + [f"{_num(row.get(a))} ({_num(None if ref is None else ref.get(a))})"
+                               for a in AXES])
+    return markdown_table(["lab (paper)"] + [AXIS_NAMES[a] for a in AXES], rows)
+
+
+def curves(res: Results, skill: str) -> str:
+    """General and skill score along ω for the single-skill merge methods."""
+    ws = sorted({w for kind, _ in CURVE_METHODS for w in res.grid(skill, kind)})
+    header = ["ω"] + [f"{name}: general / {AXIS_NAMES[skill]}" for _, name in CURVE_METHODS]
+    rows = []
+    for w in ws:
+        cells = [f"{w:g}"]
+        for kind, _ in CURVE_METHODS:
+            row = res.general_row() if w == 0 else res.lookup(kind, {skill: w})
+            cells.append("–" if row is None else
+                         f"{_num(res.score(row, 'general'))} / {_num(res.score(row, skill))}")
+        rows.append(cells)
+    return markdown_table(header, rows)
+
+
+def report(res: Results, paper: Results) -> str:
+    parts = ["### Tables 2-3: the best of each method, per skill (by average change on both axes)"]
+    for skill in ("science", "safety", "coding"):
+        if skill in res.skills:
+            parts += [f"\n**{skill}**\n", best_rows(res, paper, skill)]
+    parts += ["\n**exaggerated refusals** (x: XSTest-safe compliance, y: safety)\n",
+              best_rows(res, paper, "safety", x="xstest_safe", y="safety")]
+    parts += ["\n### Tables 4 and 6: all three skills at once (heuristic ω for the merges)\n",
+              all_three(res)]
+    parts += ["\n### Table 5: single and pairwise merges at the heuristic ω\n", interference(res)]
+    parts += ["\n### The merge curves (θ_G at ω = 0)"]
+    for skill in res.skills:
+        parts += [f"\n**{skill}** (heuristic ω = {res.heuristic_omega(skill):.3g})\n",
+                  curves(res, skill)]
+    return "\n".join(parts) + "\n"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ptm_core lab report",
+                                description="Print the lab's counterparts of the paper's tables "
+                                            "(Markdown) from the stored results.")
+    p.add_argument("--experiment", default="lab",
+                   help="'lab' (default) or an experiment YAML file")
+    p.add_argument("--out", type=Path, help="also write the Markdown to this file")
+    a = p.parse_args(argv)
+    from ptm_core.app.data import PaperSource, open_source
+    from ptm_core.atomic import write_text
+
+    res = open_source(a.experiment).results()
+    if res.general_row() is None:
+        print("no results for θ_G yet: run `python -m ptm_core sweep data/lab/lab.yml` first",
+              file=sys.stderr)
+        return 1
+    text = report(res, PaperSource().results())
+    print(text, end="")
+    if a.out:
+        write_text(a.out, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
