@@ -63,6 +63,17 @@ def test_export_is_deterministic_and_diff_friendly(measured):
     assert first["kind"] == "base"  # lines sorted by kind, skills, omega, label, suite
 
 
+def test_export_can_keep_one_engine_only(measured):
+    """Results measured under an earlier engine setting stay in the store but are not shipped."""
+    store, exp, tmp = measured
+    assert {r.engine for r in store.results(exp.name)} == {"fake"}
+    with pytest.raises(CachedRunsError, match="engine 'fake:dtype=float32'"):
+        export_experiment(store, exp.name, tmp / "none", engine="fake:dtype=float32")
+    assert not (tmp / "none" / "fakelab.jsonl").exists()
+    path = export_experiment(store, exp.name, tmp / "one", engine="fake")
+    assert len(path.read_text().splitlines()) == len(store.results(exp.name))
+
+
 def test_import_is_idempotent(measured):
     store, exp, tmp = measured
     export_experiment(store, exp.name, tmp / "cr")

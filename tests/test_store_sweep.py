@@ -55,6 +55,11 @@ def test_grid_contents(tmp_path):
     dare = [p for p in pts if p.kind == "dare_ties"][0]
     assert "density: 0.5" in dare.recipe_yaml and "dare_ties" in dare.recipe_yaml
     assert len({p.recipe_key for p in pts}) == len(pts)  # deduplicated
+    # --omegas none: only the heuristic points (each skill, then the pair)
+    pts, _ = grid_points(exp, b, Grid(omegas=parse_omegas("none"), methods=["ties"],
+                                      heuristic=True, baselines=False, references=False))
+    assert [(p.kind, p.omega) for p in pts] == [
+        ("ties", {"science": 0.2}), ("ties", {"coding": 0.1}), ("ties", {"science": 0.2, "coding": 0.1})]
     with pytest.raises(PTMError, match="unknown method"):
         grid_points(exp, b, Grid(methods=["magic"]))
     with pytest.raises(PTMError, match="unknown skill"):

@@ -76,11 +76,18 @@ def loads_records(text: str, source: str = "<cached_runs>") -> list[ResultRecord
     return out
 
 
-def export_experiment(store: Any, experiment: str, directory: str | os.PathLike) -> Path:
-    """Write the store's results for one experiment to DIR/<experiment>.jsonl, atomically."""
+def export_experiment(store: Any, experiment: str, directory: str | os.PathLike,
+                      engine: str | None = None) -> Path:
+    """Write the store's results for one experiment to DIR/<experiment>.jsonl, atomically.
+    `engine` (an engine key, e.g. "vllm:dtype=float32") keeps only that engine's results, so
+    measurements under an earlier engine setting are not shipped beside the current ones."""
     records = store.results(experiment)
+    if engine is not None:
+        records = [r for r in records if r.engine == engine]
     if not records:
-        raise CachedRunsError(f"store {store.path} has no results for experiment {experiment!r}")
+        which = f" from engine {engine!r}" if engine is not None else ""
+        raise CachedRunsError(f"store {store.path} has no results{which} for experiment "
+                              f"{experiment!r}")
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{experiment}{SUFFIX}"
@@ -138,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     ex = sub.add_parser("export", help="write an experiment's results to cached_runs/")
     ex.add_argument("experiment")
+    ex.add_argument("--engine", default=None,
+                    help="export only results from this engine key (e.g. vllm:dtype=float32)")
     im = sub.add_parser("import", help="load cached_runs/ into the store (idempotent)")
     for p in (ex, im):
         p.add_argument("--store", default=None)
@@ -146,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = Store(args.store or default_store_path())
     directory = Path(args.dir) if args.dir else default_cached_dir()
     if args.cmd == "export":
-        path = export_experiment(store, args.experiment, directory)
+        path = export_experiment(store, args.experiment, directory, engine=args.engine)
         print(f"wrote {path}")
     else:
         rep = import_cached(store, directory, strict=True)

@@ -329,8 +329,11 @@ def grid_points(exp: Experiment, b: RecipeBuilder, grid: Grid) -> tuple[list[Poi
 
 
 def parse_omegas(spec: str) -> list[float]:
-    """'0:1:0.1' (start:stop:step, stop included) or '0,0.25,0.5' -> sorted unique ω values."""
+    """'0:1:0.1' (start:stop:step, stop included) or '0,0.25,0.5' -> sorted unique ω values;
+    'none' -> no grid (only the heuristic / pair points a sweep asks for)."""
     spec = spec.strip()
+    if spec.lower() == "none":
+        return []
     try:
         if ":" in spec:
             parts = [float(x) for x in spec.split(":")]

@@ -33,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Evaluate a grid of merges of one experiment.")
     ap.add_argument("experiment", help="experiment YAML file")
     ap.add_argument("--omegas", default=DEFAULT_OMEGAS,
-                    help="ω per skill: START:STOP:STEP (stop included) or a comma list "
-                         f"(default {DEFAULT_OMEGAS})")
+                    help="ω per skill: START:STOP:STEP (stop included), a comma list, or "
+                         f"'none' (only --heuristic/--pairs points; default {DEFAULT_OMEGAS})")
     ap.add_argument("--methods", default="task_arithmetic",
                     help=f"comma list of {', '.join(METHOD_KINDS)} (default task_arithmetic)")
     ap.add_argument("--skills", default=None, help="comma list of skills (default: all)")
@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--dry-run", action="store_true", help="list the points and what is cached")
     ap.add_argument("--export", nargs="?", const=str(default_cached_dir()), default=None,
                     metavar="DIR", help="afterwards write the experiment's results to "
-                                        "DIR/<experiment>.jsonl (default DIR: cached_runs/)")
+                                        "DIR/<experiment>.jsonl, the experiment's engine only "
+                                        "(default DIR: cached_runs/)")
     ap.add_argument("--store", default=None,
                     help=f"SQLite store (default: $PTM_STORE or {default_store_path()})")
     return ap
@@ -113,7 +114,9 @@ def main(argv: Sequence[str] | None = None, *, engine_factory: EngineFactory | N
                         suite_resolver, builder=builder, fingerprinter=fingerprinter, out=out)
     if args.export:
         from ptm_core.store.cached import export_experiment
-        path = export_experiment(store, exp.name, Path(args.export))
+        from ptm_core.store.keys import engine_key
+        path = export_experiment(store, exp.name, Path(args.export),
+                                 engine=engine_key(exp.engine, exp.engine_options))
         print(f"exported {exp.name} to {path}", file=out)
     return rc
 
