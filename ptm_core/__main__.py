@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("ptm_core.store.worker", "run the evaluation worker (claims jobs from the store)"),
     "sweep": ("ptm_core.store.sweep", "evaluate a grid of recipes for an experiment"),
     "cached": ("ptm_core.store.cached", "import/export shipped results in cached_runs/*.jsonl"),
-    "lab": ("ptm_core.lab.__main__", "the embedded lab: `lab build [--profile full|micro]`, `lab publish`, `lab experiment`, `lab report`"),
+    "lab": ("ptm_core.lab.__main__", "the embedded lab: `lab build [--profile full|micro]`, `lab publish`, `lab experiment`, `lab report`, `lab probe`"),
     "app": ("ptm_core.app.launch", "start the Streamlit app and a worker on localhost"),
 }
 BENCHES: dict[str, tuple[str, str]] = {

@@ -157,3 +157,39 @@ def test_cli_and_profile_guard(lab, tmp_path):
 
     with pytest.raises(PTMError):
         publish(tmp_path / "nothing", tmp_path / "dest")
+
+
+def test_probe_retrains_the_finetunes_and_measures_task_arithmetic(lab, tmp_path):
+    """`lab probe`: θ_G and θ_D retrained from the build's θ_pre with other hyperparameters;
+    ω = 0 is θ_G itself, and the update sizes are measured."""
+    from ptm_core.lab.probe import probe, probe_profile
+    from ptm_core.lab.suites import build_suites
+    from ptm_core.lab.validity import evaluate
+
+    out, *_ = lab
+    profile = probe_profile(MICRO, lr=MICRO.finetune.lr / 2, epochs=1)
+    result = probe(out, tmp_path / "probe", profile, omegas=[0.0, 1.0], skills=["coding"], cap=4,
+                   log=lambda _: None)
+    run = json.loads((tmp_path / "probe" / "models" / "general" / "run.json").read_text())
+    assert run["hyper"]["lr"] == MICRO.finetune.lr / 2 and run["hyper"]["epochs"] == 1
+    assert not (tmp_path / "probe" / "models" / "cft-coding-1").exists()  # only θ_G and θ_D
+    assert 0 < result["tau_over_pre"]["general"] and 0 < result["tau_over_pre"]["coding"]
+    by_omega = {p["omega"]: p for p in result["points"]}
+    assert set(by_omega) == {None, 0.0, 1.0}
+    general = evaluate(tmp_path / "probe" / "models" / "general",
+                       {"lab_general": build_suites(build_world(MICRO.world), "test", cap=4)["lab_general"]},
+                       "cpu")["lab_general"]["exact_match"]
+    assert by_omega[0.0]["lab_general"] == round(general, 1)
+    assert json.loads((tmp_path / "probe" / "probe.json").read_text()) == result
+
+
+def test_resuming_with_other_hyperparameters_is_refused(lab, tmp_path):
+    from ptm_core.lab.probe import probe_profile
+
+    out, *_ = lab
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    edited = probe_profile(MICRO, lr=MICRO.finetune.lr * 3, epochs=MICRO.finetune.epochs)
+    with pytest.raises(PTMError, match="fresh --out"):
+        build(edited, copy, check=False, log=lambda _: None)
+    assert build(MICRO, copy, check=False, log=lambda _: None)["trained_now"] == 0

@@ -83,6 +83,17 @@ def _check_profile(out: Path, profile: Profile) -> None:
             raise PTMError(f"{out} holds a {found!r} lab build; use another --out for {profile.name!r}")
 
 
+def _check_hyper(path: Path, record: dict, spec, profile: Profile) -> None:
+    """A resumed build must not mix runs trained with other hyperparameters (a profile edited
+    between two calls): their scores and costs would not be one experiment's."""
+    from dataclasses import asdict
+
+    want = asdict(profile.pretrain if spec.kind == "pre" else profile.finetune)
+    if record.get("hyper") != want:
+        raise PTMError(f"{path} was trained with {record.get('hyper')}, the profile now says "
+                       f"{want}; build into a fresh --out directory")
+
+
 def build(profile: Profile, out: Path, *, check: bool = True, threads: int | None = None,
           stop_after: int | None = None, log: Callable[[str], None] = print) -> dict:
     """Build (or finish building) the lab in `out`; returns the build summary.
@@ -121,6 +132,7 @@ def build(profile: Profile, out: Path, *, check: bool = True, threads: int | Non
         if record is not None:
             if record.get("profile") != profile.name:
                 raise PTMError(f"{ctx.models_dir / spec.name} was built by profile {record.get('profile')!r}")
+            _check_hyper(ctx.models_dir / spec.name, record, spec, profile)
             records[spec.name] = record
             skipped += 1
             continue

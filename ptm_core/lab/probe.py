@@ -1,0 +1,129 @@
+"""A quick probe of the lab's design: does task arithmetic behave as in the paper with other
+finetuning hyperparameters?
+
+`python -m ptm_core lab probe --lr 3e-4 --epochs 5` reuses a finished build's world, tokenizer and
+θ_pre, trains θ_G and the three θ_D with the given learning rate and epochs (the same training
+code as the build), then measures θ_G + ω τ_D at a few ω on capped test suites through the
+transformers engine, and the size of each update relative to θ_pre. Minutes instead of the
+full build's half hour; the numbers are on capped suites, so compare probes with each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from ptm_core.atomic import write_text
+from ptm_core.lab.profiles import Profile, get_profile
+from ptm_core.lab.validity import GENERAL_AXIS, SKILL_AXIS
+from ptm_core.lab.world import SKILLS
+
+XSTEST_AXIS = ("lab_xstest_safe", "compliance")
+DEFAULT_OMEGAS = (0.0, 0.3, 0.6, 1.0)
+
+
+def probe_profile(profile: Profile, lr: float, epochs: int) -> Profile:
+    return dataclasses.replace(profile, finetune=dataclasses.replace(profile.finetune, lr=lr,
+                                                                     epochs=epochs))
+
+
+def relative_norm(delta: dict, base: dict) -> float:
+    """‖delta‖ / ‖base‖ over all tensors: how far a finetune moved from θ_pre."""
+    import torch
+
+    num = torch.sqrt(sum((v.double() ** 2).sum() for v in delta.values()))
+    den = torch.sqrt(sum((v.double() ** 2).sum() for v in base.values()))
+    return float(num / den)
+
+
+def probe(source: Path, out: Path, profile: Profile, *, omegas: Sequence[float] = DEFAULT_OMEGAS,
+          skills: Sequence[str] = SKILLS, cap: int = 30, device: str = "cpu",
+          log: Callable[[str], None] = print) -> dict:
+    """Train θ_G and θ_D (of `skills`) in `out` from `source`'s θ_pre; measure task arithmetic."""
+    from safetensors.torch import load_file
+
+    from ptm_core.lab.build import build
+    from ptm_core.lab.suites import build_suites
+    from ptm_core.lab.validity import evaluate
+    from ptm_core.lab.world import build_world
+    from ptm_core.merge.export import export
+    from ptm_core.merge.ptm import task_arithmetic
+
+    if not (source / "models" / "pre" / "run.json").exists():
+        raise FileNotFoundError(f"{source} has no finished θ_pre (run `python -m ptm_core lab build`)")
+    out.mkdir(parents=True, exist_ok=True)
+    for part in ("world", "tokenizer", "models/pre"):
+        if not (out / part).exists():
+            shutil.copytree(source / part, out / part)
+    if not (out / "build.json").exists():
+        write_text(out / "build.json", json.dumps({"profile": profile.name}) + "\n")
+    # θ_pre exists, so the plan's next runs are θ_G and the three θ_D (runs.plan's order).
+    build(profile, out, check=False, stop_after=1 + len(SKILLS), log=lambda *_: None)
+
+    suites = build_suites(build_world(profile.world), "test", cap=cap)
+    models = out / "models"
+    pre = load_file(str(models / "pre" / "model.safetensors"))
+    general = load_file(str(models / "general" / "model.safetensors"))
+    result: dict = {"lr": profile.finetune.lr, "epochs": profile.finetune.epochs, "cap": cap,
+                    "tau_over_pre": {"general": relative_norm(
+                        {k: general[k] - pre[k] for k in pre}, pre)}, "points": []}
+    for skill in skills:
+        names = [GENERAL_AXIS, SKILL_AXIS[skill]] + ([XSTEST_AXIS] if skill == "safety" else [])
+        chosen = {suite: suites[suite] for suite, _ in names}
+        skill_sd = load_file(str(models / f"skill-{skill}" / "model.safetensors"))
+        result["tau_over_pre"][skill] = relative_norm({k: skill_sd[k] - pre[k] for k in pre}, pre)
+        targets = [(f"θ_{skill}", models / f"skill-{skill}", None)]
+        for w in omegas:
+            merged = out / "merges" / f"{skill}-{w:g}"
+            if not merged.exists():
+                recipe = task_arithmetic(str((models / "pre").resolve()),
+                                         str((models / "general").resolve()),
+                                         {skill: str((models / f"skill-{skill}").resolve())},
+                                         {skill: w})
+                export(recipe, merged)
+            targets.append((f"θ_G + {w:g} τ_{skill}", merged, w))
+        for label, path, w in targets:
+            scores = evaluate(path, chosen, device)
+            row = {"skill": skill, "omega": w, "label": label,
+                   **{suite: round(scores[suite][metric], 1) for suite, metric in names}}
+            result["points"].append(row)
+            log("  ".join(f"{k}={v}" for k, v in row.items() if k != "skill"))
+    write_text(out / "probe.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ptm_core lab probe", description=__doc__.split("\n\n")[0])
+    p.add_argument("--lr", type=float, required=True, help="finetuning learning rate")
+    p.add_argument("--epochs", type=int, required=True, help="finetuning epochs")
+    p.add_argument("--source", type=Path, default=Path("runs/lab"), help="a finished build")
+    p.add_argument("--out", type=Path, help="default: runs/probe-lr<lr>-ep<epochs>")
+    p.add_argument("--profile", default="full")
+    p.add_argument("--omegas", default=",".join(f"{w:g}" for w in DEFAULT_OMEGAS))
+    p.add_argument("--skills", default=",".join(SKILLS))
+    p.add_argument("--cap", type=int, default=30, help="test items per suite")
+    p.add_argument("--threads", type=int, default=None)
+    a = p.parse_args(argv)
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
+    skills = [s.strip() for s in a.skills.split(",") if s.strip()]
+    unknown = [s for s in skills if s not in SKILLS]
+    if unknown:
+        p.error(f"unknown skill(s) {', '.join(unknown)}; choose from {', '.join(SKILLS)}")
+    profile = probe_profile(get_profile(a.profile), a.lr, a.epochs)
+    out = a.out or Path("runs") / f"probe-lr{a.lr:g}-ep{a.epochs}"
+    result = probe(a.source, out, profile, omegas=[float(w) for w in a.omegas.split(",")],
+                   skills=skills, cap=a.cap)
+    print(json.dumps(result["tau_over_pre"]))
+    print(f"-> {out / 'probe.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
