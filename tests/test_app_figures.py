@@ -197,6 +197,16 @@ def test_best_falls_back_to_points_where_the_general_model_scores_zero():
     assert best.loc["Best CFT", "science"] == cft.loc[gain.idxmax(), "science"]
 
 
+def test_omega_zero_is_theta_g_not_a_candidate_of_the_method():
+    frame = synthetic_frame()
+    top = {"kind": "ptm", "skills": "science", "omega": json.dumps({"science": 0.0}),
+           "label": "ω=0", "general": 99.0, "science": 99.0}
+    frame = pd.concat([frame, pd.DataFrame([top])], ignore_index=True)
+    best = tables.best_of_each_method(Results.from_frame(frame), "science").set_index("method")
+    assert best.loc["Best PTM (task arithmetic)", "detail"] != "ω science=0"
+    assert best.loc["Best PTM (task arithmetic)", "general"] < 99.0
+
+
 def test_pool_steps_follow_the_paper(res):
     best = tables.best_of_each_method(res, "science").set_index("method")
     cft = res.of_kind("cft", "science")
