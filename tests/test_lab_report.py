@@ -49,3 +49,9 @@ def test_curve_table_lists_every_cached_omega(text):
     ptm = frame[(frame["kind"] == "ptm") & (frame["skills"] == "coding")]
     want = sorted({0.0} | {float(json.loads(o)["coding"]) for o in ptm["omega"]})
     assert [float(o) for o in omegas] == want
+
+
+def test_pairs_sit_next_to_the_paper_pair_with_the_same_skills(text):
+    """Table 5 names pairs in another order ("Safety and Coding"): matched by skill set."""
+    row = rows_of(text, "PTM (coding + safety)")[0]
+    assert row[2].endswith("(18.8)") and row[1].endswith("(52.1)")

@@ -32,7 +32,7 @@ def dataset_sizes(paper_dir: Path = PAPER_DIR) -> tuple[int, dict[str, int]]:
     return g, sizes
 
 
-def _skills_in(model: str) -> list[str]:
+def skills_in(model: str) -> list[str]:
     m = model.lower()
     if "all 3" in m:
         return ["science", "coding", "safety"]
@@ -41,7 +41,7 @@ def _skills_in(model: str) -> list[str]:
     return [s for s in ("science", "coding", "safety") if s in text]
 
 
-def _kind_of(model: str) -> str:
+def kind_of(model: str) -> str:
     m = model.lower()
     if m.startswith(("tulu only", "tülu only")):
         return "general"
@@ -70,8 +70,8 @@ def paper_frame(paper_dir: Path = PAPER_DIR) -> pd.DataFrame:
 
     def add(t: int, r: int, model: str, scores: dict, steps=None, derived=False, skills=None,
             with_omega=True):
-        kind = _kind_of(model)
-        sk = skills if skills is not None else _skills_in(model)
+        kind = kind_of(model)
+        sk = skills if skills is not None else skills_in(model)
         omega = None
         if with_omega and kind in ("ptm", "ties", "dare_linear") and sk:
             omega = json.dumps({s: round(heur[s], 4) for s in sk}, sort_keys=True)
@@ -100,7 +100,7 @@ def paper_frame(paper_dir: Path = PAPER_DIR) -> pd.DataFrame:
 
     t2 = read_table(2, paper_dir)
     for r in t2.itertuples(index=False):
-        if _kind_of(r.model) == "general":
+        if kind_of(r.model) == "general":
             continue  # test-set baseline; Table 4's validation baseline is θ_G
         add(2, r.row, r.model, {"general": r.general, "science": r.science},
             steps=r.train_steps, skills=["science"], with_omega=False)
@@ -108,13 +108,13 @@ def paper_frame(paper_dir: Path = PAPER_DIR) -> pd.DataFrame:
     for r in t3.itertuples(index=False):
         scores = {r.gen_axis: _derive(base[r.gen_axis], r.pct_delta_gen),
                   r.spec_axis: _derive(base[r.spec_axis], r.pct_delta_spec)}
-        skill = "safety" if "Ex. Ref." in r.model else _skills_in(r.model)[0]
+        skill = "safety" if "Ex. Ref." in r.model else skills_in(r.model)[0]
         add(3, r.row, r.model, scores, steps=r.train_steps, derived=True, skills=[skill],
             with_omega=False)
     for t in (4, 5, 6):
         tab = read_table(t, paper_dir)
         for r in tab.to_dict("records"):
-            if t != 4 and _kind_of(r["model"]) == "general":
+            if t != 4 and kind_of(r["model"]) == "general":
                 continue  # same baseline as Table 4
             if t == 6 and r["model"] == "PTM (All 3)":
                 continue  # same row as Table 4

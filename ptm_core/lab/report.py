@@ -16,7 +16,7 @@ from typing import Iterable, Optional, Sequence
 import pandas as pd
 
 from ptm_core.app import tables
-from ptm_core.app.paper import read_table
+from ptm_core.app.paper import kind_of, skills_in, read_table
 from ptm_core.app.results import Results
 
 AXES = ("general", "science", "coding", "safety", "xstest_safe")
@@ -88,18 +88,15 @@ def all_three(res: Results) -> str:
 
 
 def interference(res: Results) -> str:
-    """Table 5: single-skill and pairwise merges at the heuristic ω, every metric."""
+    """Table 5: single-skill and pairwise merges (and all three) at the heuristic ω."""
     scores = tables.scores_table(res)
-    p5 = _paper_rows(5)
-    paper_name = {"θ_G": "Tulu Only"}
-    for label in scores.index:
-        if label.startswith("PTM ("):
-            parts = label[5:-1].split(" + ")
-            paper_name[label] = "PTM (" + " + ".join(p.capitalize() for p in parts) + ")"
+    paper = {frozenset(skills_in(m)): r for t in (4, 5) for m, r in _paper_rows(t).items()
+             if kind_of(m) == "ptm"}
+    paper[frozenset()] = _paper_rows(4)["Tulu Only"]
     rows = []
     for label, row in scores.iterrows():
-        ref = p5.get(paper_name.get(label, "")) or _paper_rows(4).get(
-            "PTM (All 3)" if label.count("+") == 2 else "")
+        skills = frozenset() if label == "θ_G" else frozenset(label[5:-1].split(" + "))
+        ref = paper.get(skills)
         rows.append([label] + [f"{_num(row.get(a))} ({_num(None if ref is None else ref.get(a))})"
                                for a in AXES])
     return markdown_table(["lab (paper)"] + [AXIS_NAMES[a] for a in AXES], rows)
