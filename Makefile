@@ -35,8 +35,15 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: chromium missing and not root; browser tests will be skipped"; fi; }
 
+# Rebuild the shipped lab from nothing: train, publish the merge inputs, write the experiment,
+# evaluate every point the paper reports, ship the results and print the report.
 lab: $(STAMP)
 	$(BIN)/python -m ptm_core lab build --profile full
+	$(BIN)/python -m ptm_core lab publish
+	$(BIN)/python -m ptm_core lab experiment
+	$(BIN)/python -m ptm_core sweep data/lab/lab.yml --methods task_arithmetic,linear,wise_ft --heuristic --pairs --export
+	$(BIN)/python -m ptm_core sweep data/lab/lab.yml --methods ties,dare_ties --omegas none --heuristic --pairs --no-baselines --no-references --export
+	$(BIN)/python -m ptm_core lab report --out docs/lab-report.md
 
 bench: $(STAMP)
 	$(BIN)/python -m ptm_core bench merge

@@ -74,6 +74,20 @@ def test_export_can_keep_one_engine_only(measured):
     assert len(path.read_text().splitlines()) == len(store.results(exp.name))
 
 
+def test_export_drops_results_of_models_rebuilt_since(measured):
+    store, exp, tmp = measured
+    records = store.results(exp.name)
+    some = next(r for r in records if len(r.fingerprints) == 1)  # a baseline: one model
+    (path, fp), = some.fingerprints.items()
+    kept = export_experiment(store, exp.name, tmp / "now", fingerprints={path: fp + "-rebuilt"})
+    shipped = [json.loads(x) for x in kept.read_text().splitlines()]
+    assert shipped and all(path not in r["fingerprints"] for r in shipped)
+    assert len(shipped) == sum(path not in r.fingerprints for r in records)
+    # unchanged fingerprints (or models it cannot check) drop nothing
+    same = export_experiment(store, exp.name, tmp / "same", fingerprints={path: fp})
+    assert len(same.read_text().splitlines()) == len(records)
+
+
 def test_import_is_idempotent(measured):
     store, exp, tmp = measured
     export_experiment(store, exp.name, tmp / "cr")

@@ -115,8 +115,10 @@ def main(argv: Sequence[str] | None = None, *, engine_factory: EngineFactory | N
     if args.export:
         from ptm_core.store.cached import export_experiment
         from ptm_core.store.keys import engine_key
+        current = {ref: fp for spec in specs for ref, fp in spec.fingerprints.items()}
         path = export_experiment(store, exp.name, Path(args.export),
-                                 engine=engine_key(exp.engine, exp.engine_options))
+                                 engine=engine_key(exp.engine, exp.engine_options),
+                                 fingerprints=current)
         print(f"exported {exp.name} to {path}", file=out)
     return rc
 
