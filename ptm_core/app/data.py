@@ -483,9 +483,8 @@ class StoreSource(ExperimentSource):
             w = ws[0]
             return WorkerState(True, f"worker {w.id} is {w.state}" +
                                (f" (job {w.job_id})" if w.job_id else ""))
-        return WorkerState(False, "no worker has been seen in the last "
-                           f"{int(self.stale_s)} s: new points will wait in the queue until one "
-                           "runs (`python -m ptm_core worker`, or `make run`)")
+        return WorkerState(False, f"no worker has been seen in the last {int(self.stale_s)} s; "
+                           "start one with `python -m ptm_core worker` (or `make run`)")
 
     def estimate(self, req: MergeRequest) -> dict[str, float] | None:
         """The store's estimator (quadratic surrogate or interpolation over the measured points
