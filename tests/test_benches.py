@@ -32,3 +32,14 @@ def test_bench_swap_warm_and_cold_agree(tmp_path):
     assert out["scores_match"] is True
     for key in ("warm_s_per_omega", "cold_s_per_omega", "swap_s"):
         assert out[key] > 0
+
+
+def test_swap_bench_uses_the_shipped_lab_models_when_present(tmp_path):
+    from ptm_core.bench import swap_bench
+
+    m = swap_bench.models(tmp_path, "safety")
+    if (swap_bench.LAB_MODELS / "skill-safety" / "config.json").exists():
+        assert m["skill"] == str(swap_bench.LAB_MODELS / "skill-safety")
+        assert m["pre"] == str(swap_bench.LAB_MODELS / "pre")
+    else:
+        assert m["skill"] == str(tmp_path / "synthetic" / "skill")

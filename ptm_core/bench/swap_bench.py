@@ -46,7 +46,7 @@ def fixed_suite(n_prompts: int, max_tokens: int) -> PromptSuite:
 
 def models(workdir: Path, skill: str) -> dict[str, str]:
     """θ_pre, θ_G and one skill model: the lab's, or synthetic ones built in `workdir`."""
-    lab = {"pre": LAB_MODELS / "pre", "general": LAB_MODELS / "general", "skill": LAB_MODELS / skill}
+    lab = {"pre": LAB_MODELS / "pre", "general": LAB_MODELS / "general", "skill": LAB_MODELS / f"skill-{skill}"}
     if all((p / "config.json").exists() for p in lab.values()):
         return {k: str(v) for k, v in lab.items()}
     from ptm_core.engine.tiny_models import build_tiny_llama, perturbed_copy
