@@ -99,14 +99,15 @@ def launch_chromium(playwright):
                                             "--disable-dev-shm-usage"])
 
 
-# JS: the highlighted point of the n-th Plotly chart on the page, as "x,y" (or "" when absent).
+# JS: the highlighted point of the n-th Plotly chart on the page, as "x,y|label" (or "" when
+# absent). The label holds ω, so a move between two ω with equal scores still counts.
 CURRENT_POINT_JS = """(n) => {
   const plots = document.querySelectorAll('.js-plotly-plot');
   const el = plots[n];
   if (!el || !el.data) return '';
   const t = el.data.find(d => (d.name || '').startsWith('current'));
   if (!t || !t.x || !t.x.length) return '';
-  return `${t.x[0]},${t.y[0]}`;
+  return `${t.x[0]},${t.y[0]}|${t.hovertemplate || ''}`;
 }"""
 
 
