@@ -39,19 +39,45 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _writer_pid(name: str, marker: str) -> int | None:
+    """The pid in a staging name ".<final>.partial-<pid>-<random>" (marker "partial" / "old")."""
+    try:
+        return int(name.rsplit(f".{marker}-", 1)[1].split("-", 1)[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def _is_stale(pid: int | None) -> bool:
+    return pid is not None and pid != os.getpid() and not _pid_alive(pid)
+
+
 def remove_stale_partials(final: Path) -> list[Path]:
-    """Remove temporary siblings of `final` left by a process that was killed (SIGKILL, power
-    loss: no cleanup ran). Their names carry the writer's pid; live writers are left alone."""
+    """Clean up after a writer of `final` that was killed (SIGKILL, power loss: no cleanup ran).
+
+    Staging names carry the writer's pid; live writers are left alone. A half-written
+    ".partial-" directory is removed. An ".old-" directory means the writer died while
+    replacing `final`: if `final` is missing, the previous version is put back, since the
+    new one was never known to be complete."""
     removed = []
+    for p in final.parent.glob(f".{glob_escape(final.name)}.old-*"):
+        if _is_stale(_writer_pid(p.name, "old")):
+            if not final.exists() and (p / "x").exists():
+                os.replace(p / "x", final)
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
     for p in final.parent.glob(f".{glob_escape(final.name)}.partial-*"):
-        try:
-            pid = int(p.name.rsplit(".partial-", 1)[1].split("-", 1)[0])
-        except ValueError:
-            continue
-        if pid != os.getpid() and not _pid_alive(pid):
+        if _is_stale(_writer_pid(p.name, "partial")):
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
     return removed
+
+
+def remove_stale_partials_in(directory: Path) -> list[Path]:
+    """`remove_stale_partials` for every output in `directory` that a killed writer left."""
+    finals = {p.name[1:].rsplit(marker, 1)[0]
+              for marker in (".partial-", ".old-")
+              for p in Path(directory).glob(f".*{marker}*") if marker in p.name[1:]}
+    return [r for name in sorted(finals) for r in remove_stale_partials(Path(directory) / name)]
 
 
 def glob_escape(name: str) -> str:
@@ -75,7 +101,8 @@ def staging_dir(final: str | os.PathLike, *, force: bool = False) -> Iterator[Pa
         if final.exists():
             if not force:
                 raise FileExistsError(f"{final} already exists")
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-{os.getpid()}-",
+                                        dir=final.parent))
             os.replace(final, old / "x")
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)

@@ -27,9 +27,14 @@ def lab(tmp_path_factory):
     torch.set_num_threads(min(2, torch.get_num_threads()))
     out = tmp_path_factory.mktemp("lab")
     first = build(MICRO, out, check=False, stop_after=3, log=lambda _: None)
-    # What a kill during the fourth run leaves behind: a half-written staging directory.
-    (out / "models" / ".general.partial-x").mkdir()
-    (out / "models" / ".general.partial-x" / "model.safetensors").write_bytes(b"half")
+    # What a kill during the fourth run leaves behind: a half-written staging directory named
+    # after its (now dead) writer.
+    import subprocess
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    partial = out / "models" / f".general.partial-{dead.pid}-x"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"half")
     stamps = {n: json.loads((out / "models" / n / "run.json").read_text())["finished_at"]
               for n in ("pre", "general", "skill-science")}
     second = build(MICRO, out, check=True, log=lambda _: None)

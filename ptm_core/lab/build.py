@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ptm_core.atomic import staging_dir, write_text
+from ptm_core.atomic import remove_stale_partials_in, staging_dir, write_text
 from ptm_core.errors import PTMError
 from ptm_core.lab.profiles import PROFILES, Profile, get_profile
 from ptm_core.lab.world import SPLITS, World, build_world
@@ -62,16 +62,11 @@ def quiet_transformers() -> None:
 
 
 def remove_stale_partials(out: Path) -> None:
-    """A killed build can leave staging directories (".<name>.partial-*", ".<name>.old-*");
-    finished runs were renamed into place, so what is left is garbage. (One build per
-    output directory at a time.)"""
-    import shutil
-
+    """A killed build can leave staging directories (".<name>.partial-<pid>-*",
+    ".<name>.old-<pid>-*") in the build and models directories; see `atomic`."""
     for parent in (out, out / "models"):
         if parent.is_dir():
-            for pattern in (".*.partial-*", ".*.old-*"):
-                for stale in parent.glob(pattern):
-                    shutil.rmtree(stale, ignore_errors=True)
+            remove_stale_partials_in(parent)
 
 
 def _check_profile(out: Path, profile: Profile) -> None:
