@@ -42,7 +42,7 @@ lab: $(STAMP)
 	$(BIN)/python -m ptm_core lab publish
 	$(BIN)/python -m ptm_core lab experiment
 	$(BIN)/python -m ptm_core sweep data/lab/lab.yml --methods task_arithmetic,linear,wise_ft --heuristic --pairs --export
-	$(BIN)/python -m ptm_core sweep data/lab/lab.yml --methods ties,dare_ties --omegas none --heuristic --pairs --no-baselines --no-references --export
+	$(BIN)/python -m ptm_core sweep data/lab/lab.yml --methods ties,dare_ties,dare_linear --omegas none --heuristic --pairs --no-baselines --no-references --export
 	$(BIN)/python -m ptm_core lab report --out docs/lab-report.md
 
 bench: $(STAMP)

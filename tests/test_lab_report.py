@@ -39,6 +39,8 @@ def test_all_three_row_is_the_measured_merge(text):
     assert row[1] == f"{ptm3['general']:.1f} (51.1)"
     ties = rows_of(text, "TIES PTM (all 3)")[0]
     assert ties[2].endswith("(28.0)") and not ties[2].startswith("–")
+    dare = rows_of(text, "DARE (linear) PTM (all 3)")[0]  # the synthetic frame has DARE (linear)
+    assert dare[1].endswith("(49.9)") and not dare[1].startswith("–")
 
 
 def test_curve_table_lists_every_cached_omega(text):
