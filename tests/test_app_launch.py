@@ -10,6 +10,7 @@ import time
 
 
 from ptm_core.app import launch
+from signals import default_sigint
 
 
 def _alive(pid: int) -> bool:
@@ -64,7 +65,7 @@ def test_ctrl_c_stops_both(tmp_path):
         f"f\"import os,time; open(r'{pids}', 'a').write(str(os.getpid())+chr(10)); time.sleep(60)\"]\n"
         "sys.exit(launch.run_children({'app': cmd(1), 'worker': cmd(2)}, poll_s=0.1, grace_s=5))\n"
     )
-    p = subprocess.Popen([sys.executable, "-c", code], cwd=launch.REPO)
+    p = subprocess.Popen([sys.executable, "-c", code], cwd=launch.REPO, preexec_fn=default_sigint)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (not pids.exists() or len(pids.read_text().split()) < 2):
         time.sleep(0.05)

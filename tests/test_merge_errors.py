@@ -22,6 +22,7 @@ from ptm_core.errors import RecipeError
 from ptm_core.merge.ptm import task_arithmetic
 from ptm_core.merge.recipe import Recipe
 from tiny import family
+from signals import default_sigint
 
 
 @pytest.fixture
@@ -207,7 +208,7 @@ def test_interrupted_merge_leaves_nothing(tmp_path, sig):
     cfg = write_recipe(tmp_path / "r.yml", models)
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "ptm_core", "merge", str(cfg), str(out), "--quiet"],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.time() + 120
     while time.time() < deadline and not any(
             p.name.startswith(".out.partial-") and any(p.iterdir()) for p in tmp_path.iterdir()):
