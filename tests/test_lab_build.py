@@ -198,3 +198,15 @@ def test_resuming_with_other_hyperparameters_is_refused(lab, tmp_path):
     with pytest.raises(PTMError, match="fresh --out"):
         build(edited, copy, check=False, log=lambda _: None)
     assert build(MICRO, copy, check=False, log=lambda _: None)["trained_now"] == 0
+
+
+def test_probe_can_pretrain_a_new_base(lab, tmp_path):
+    from ptm_core.lab.probe import probe, probe_profile
+
+    out, *_ = lab
+    profile = probe_profile(MICRO, lr=MICRO.finetune.lr, epochs=1, pretrain_steps=MICRO.pretrain_steps // 2)
+    result = probe(out, tmp_path / "p", profile, omegas=[1.0], skills=["safety"], cap=2,
+                   log=lambda _: None)
+    pre = json.loads((tmp_path / "p" / "models" / "pre" / "run.json").read_text())
+    assert pre["steps"] == MICRO.pretrain_steps // 2 == result["pretrain_steps"]
+    assert (tmp_path / "p" / "models" / "skill-safety" / "run.json").exists()

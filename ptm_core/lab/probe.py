@@ -2,8 +2,8 @@
 finetuning hyperparameters?
 
 `python -m ptm_core lab probe --lr 3e-4 --epochs 5` reuses a finished build's world, tokenizer and
-θ_pre, trains θ_G and the three θ_D with the given learning rate and epochs (the same training
-code as the build), then measures θ_G + ω τ_D at a few ω on capped test suites through the
+θ_pre (or pretrains a new one with `--pretrain-steps N`), trains θ_G and the three θ_D with the
+given learning rate and epochs (the same training code as the build), then measures θ_G + ω τ_D at a few ω on capped test suites through the
 transformers engine, and the size of each update relative to θ_pre. Minutes instead of the
 full build's half hour; the numbers are on capped suites, so compare probes with each other.
 """
@@ -27,9 +27,11 @@ XSTEST_AXIS = ("lab_xstest_safe", "compliance")
 DEFAULT_OMEGAS = (0.0, 0.3, 0.6, 1.0)
 
 
-def probe_profile(profile: Profile, lr: float, epochs: int) -> Profile:
+def probe_profile(profile: Profile, lr: float, epochs: int,
+                  pretrain_steps: Optional[int] = None) -> Profile:
     return dataclasses.replace(profile, finetune=dataclasses.replace(profile.finetune, lr=lr,
-                                                                     epochs=epochs))
+                                                                     epochs=epochs),
+                               pretrain_steps=pretrain_steps or profile.pretrain_steps)
 
 
 def relative_norm(delta: dict, base: dict) -> float:
@@ -54,22 +56,29 @@ def probe(source: Path, out: Path, profile: Profile, *, omegas: Sequence[float] 
     from ptm_core.merge.export import export
     from ptm_core.merge.ptm import task_arithmetic
 
-    if not (source / "models" / "pre" / "run.json").exists():
+    from ptm_core.lab.train import read_run
+
+    pre = read_run(source / "models" / "pre")
+    if pre is None:
         raise FileNotFoundError(f"{source} has no finished θ_pre (run `python -m ptm_core lab build`)")
+    # θ_pre is reused unless the probe asks for another pretraining length.
+    reuse_pre = pre["steps"] == profile.pretrain_steps
     out.mkdir(parents=True, exist_ok=True)
-    for part in ("world", "tokenizer", "models/pre"):
+    for part in ("world", "tokenizer") + (("models/pre",) if reuse_pre else ()):
         if not (out / part).exists():
             shutil.copytree(source / part, out / part)
     if not (out / "build.json").exists():
         write_text(out / "build.json", json.dumps({"profile": profile.name}) + "\n")
-    # θ_pre exists, so the plan's next runs are θ_G and the three θ_D (runs.plan's order).
-    build(profile, out, check=False, stop_after=1 + len(SKILLS), log=lambda *_: None)
+    # The plan's first runs are θ_pre, θ_G and the three θ_D (runs.plan's order).
+    build(profile, out, check=False, stop_after=(0 if reuse_pre else 1) + 1 + len(SKILLS),
+          log=lambda *_: None)
 
     suites = build_suites(build_world(profile.world), "test", cap=cap)
     models = out / "models"
     pre = load_file(str(models / "pre" / "model.safetensors"))
     general = load_file(str(models / "general" / "model.safetensors"))
-    result: dict = {"lr": profile.finetune.lr, "epochs": profile.finetune.epochs, "cap": cap,
+    result: dict = {"lr": profile.finetune.lr, "epochs": profile.finetune.epochs,
+                    "pretrain_steps": profile.pretrain_steps, "cap": cap,
                     "tau_over_pre": {"general": relative_norm(
                         {k: general[k] - pre[k] for k in pre}, pre)}, "points": []}
     for skill in skills:
@@ -104,6 +113,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--source", type=Path, default=Path("runs/lab"), help="a finished build")
     p.add_argument("--out", type=Path, help="default: runs/probe-lr<lr>-ep<epochs>")
     p.add_argument("--profile", default="full")
+    p.add_argument("--pretrain-steps", type=int, default=None,
+                   help="pretrain a new θ_pre for this many steps instead of reusing the build's")
     p.add_argument("--omegas", default=",".join(f"{w:g}" for w in DEFAULT_OMEGAS))
     p.add_argument("--skills", default=",".join(SKILLS))
     p.add_argument("--cap", type=int, default=30, help="test items per suite")
@@ -116,8 +127,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     unknown = [s for s in skills if s not in SKILLS]
     if unknown:
         p.error(f"unknown skill(s) {', '.join(unknown)}; choose from {', '.join(SKILLS)}")
-    profile = probe_profile(get_profile(a.profile), a.lr, a.epochs)
-    out = a.out or Path("runs") / f"probe-lr{a.lr:g}-ep{a.epochs}"
+    profile = probe_profile(get_profile(a.profile), a.lr, a.epochs, a.pretrain_steps)
+    pre_tag = f"-pre{a.pretrain_steps}" if a.pretrain_steps else ""
+    out = a.out or Path("runs") / f"probe-lr{a.lr:g}-ep{a.epochs}{pre_tag}"
     result = probe(a.source, out, profile, omegas=[float(w) for w in a.omegas.split(",")],
                    skills=skills, cap=a.cap)
     print(json.dumps(result["tau_over_pre"]))
