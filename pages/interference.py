@@ -9,11 +9,7 @@ from ptm_core.app import data, figures, tables, ui
 
 PAGE = "interference"
 
-source = ui.current_source()
-res = ui.results(source) if source is not None else None
-if res is None:
-    st.stop()
-ui.header("Interference", source, res)
+source, res = ui.open_page("Interference")
 ui.worker_banner(source)
 
 tab_scores, tab_weights = st.tabs(["Scores (Table 5)", "Weight space"])

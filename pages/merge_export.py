@@ -11,11 +11,7 @@ from ptm_core.app import data, ui
 
 PAGE = "merge"
 
-source = ui.current_source()
-res = ui.results(source) if source is not None else None
-if res is None:
-    st.stop()
-ui.header("Merge & export", source, res)
+source, res = ui.open_page("Merge & export")
 worker = ui.worker_banner(source)
 cfg = data.settings()
 if not res.skills:

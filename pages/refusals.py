@@ -7,11 +7,7 @@ from ptm_core.app import figures, tables, ui
 
 PAGE = "refusals"
 
-source = ui.current_source()
-res = ui.results(source) if source is not None else None
-if res is None:
-    st.stop()
-ui.header("Refusals", source, res)
+source, res = ui.open_page("Refusals")
 ui.worker_banner(source)
 if ui.empty_state(res):
     st.stop()

@@ -6,11 +6,7 @@ from ptm_core.app import ui
 
 PAGE = "runs"
 
-source = ui.current_source()
-res = ui.results(source) if source is not None else None
-if res is None:
-    st.stop()
-ui.header("Runs", source, res)
+source, res = ui.open_page("Runs")
 if not source.can_queue():
     st.info("This experiment is read-only: it has no job queue. Pick the lab or an experiment "
             "YAML file to see its runs.")

@@ -10,11 +10,7 @@ PAGE = "tradeoffs"
 KIND_TO_METHOD = {"ptm": "task_arithmetic", "linear": "linear", "wise_ft": "wise_ft",
                   "ties": "ties", "dare_ties": "dare_ties", "dare_linear": "dare_linear"}
 
-source = ui.current_source()
-res = ui.results(source) if source is not None else None
-if res is None:
-    st.stop()
-ui.header("Trade-offs", source, res)
+source, res = ui.open_page("Trade-offs")
 ui.worker_banner(source)
 if ui.empty_state(res):
     st.stop()

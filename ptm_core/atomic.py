@@ -76,7 +76,7 @@ def remove_stale_partials_in(directory: Path) -> list[Path]:
     """`remove_stale_partials` for every output in `directory` that a killed writer left."""
     finals = {p.name[1:].rsplit(marker, 1)[0]
               for marker in (".partial-", ".old-")
-              for p in Path(directory).glob(f".*{marker}*") if marker in p.name[1:]}
+              for p in Path(directory).glob(f".*{marker}*")}
     return [r for name in sorted(finals) for r in remove_stale_partials(Path(directory) / name)]
 
 

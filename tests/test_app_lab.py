@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ptm_core.app import testkit
-from ptm_core.app.testkit import current_point, page_path, plotly_specs
+from ptm_core.app.testkit import current_point, plotly_specs, run_page
 
 REPO = Path(__file__).resolve().parents[1]
 LAB = REPO / "data" / "lab" / "lab.yml"
@@ -29,11 +29,7 @@ def lab_app(tmp_path, monkeypatch):
     monkeypatch.setenv("PTM_APP_ROOT", str(REPO))
 
     def run(page: str):
-        at = testkit.app_test(tmp_path)
-        at.run()
-        if page != "tradeoffs":
-            at.switch_page(page_path(page))
-            at.run()
+        at = run_page(tmp_path, page)
         assert not at.exception, [e.value for e in at.exception]
         assert not at.error, [e.value for e in at.error]
         return at

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from ptm_core.app import data, testkit
-from ptm_core.app.testkit import current_point, page_path, plotly_specs
+from ptm_core.app.testkit import current_point, page_path, plotly_specs, run_page
 
 PAGES = ["tradeoffs", "refusals", "interference", "merge", "runs"]
 TITLES = {"tradeoffs": "Trade-offs", "refusals": "Refusals", "interference": "Interference",
@@ -22,15 +22,6 @@ def env(tmp_path, monkeypatch):
         for k, v in testkit.app_env(experiment, tmp_path).items():
             monkeypatch.setenv(k, v)
     return use
-
-
-def run_page(tmp_path, page: str):
-    at = testkit.app_test(tmp_path)
-    at.run()
-    if page != "tradeoffs":
-        at.switch_page(page_path(page))
-        at.run()
-    return at
 
 
 def assert_clean(at, page):

@@ -57,7 +57,7 @@ def best_of_each_method(res: Results, skill: str, *, x: str = "general", y: str 
     for kind in methods:
         rows = res.of_kind(kind, skill)  # with or without ω (the paper's "best" rows have none)
         # ω = 0 everywhere is θ_G itself, not a candidate of the method (the paper tried ω > 0)
-        rows = rows[np.array([not (o and not any(o.values())) for o in rows["omega_d"]], dtype=bool)]
+        rows = rows[np.array([not o or any(o.values()) for o in rows["omega_d"]], dtype=bool)]
         rows = rows[~rows["estimated"].astype(bool)]
         rows = rows[rows[x].notna() & rows[y].notna()] if len(rows) else rows
         if rows.empty:

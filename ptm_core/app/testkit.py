@@ -62,6 +62,16 @@ def app_test(tmp: Path, timeout: float = 120):
     return AppTest.from_file(str(d / "app.py"), default_timeout=timeout)
 
 
+def run_page(tmp: Path, page: str):
+    """An AppTest of the app opened on `page` ("tradeoffs" is the landing page)."""
+    at = app_test(tmp)
+    at.run()
+    if page != "tradeoffs":
+        at.switch_page(page_path(page))
+        at.run()
+    return at
+
+
 def page_path(name: str) -> str:
     from ptm_core.app.ui import PAGE_FILES
     return str(PAGE_FILES[name])

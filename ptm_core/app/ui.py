@@ -117,6 +117,17 @@ def header(title: str, source: data.ExperimentSource, res: Results) -> None:
                + (" · read-only" if source.read_only else ""))
 
 
+def open_page(title: str) -> tuple[data.ExperimentSource, Results]:
+    """Every page's start: the picked experiment and its results under the page's title; the
+    page stops here (after saying why) when either cannot be had."""
+    source = current_source()
+    res = results(source) if source is not None else None
+    if res is None:
+        st.stop()
+    header(title, source, res)
+    return source, res
+
+
 def worker_banner(source: data.ExperimentSource) -> data.WorkerState | None:
     if not source.can_queue():
         return None

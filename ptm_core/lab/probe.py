@@ -3,9 +3,10 @@ finetuning hyperparameters?
 
 `python -m ptm_core lab probe --lr 3e-4 --epochs 5` reuses a finished build's world, tokenizer and
 θ_pre (or pretrains a new one with `--pretrain-steps N`), trains θ_G and the three θ_D with the
-given learning rate and epochs (the same training code as the build), then measures θ_G + ω τ_D at a few ω on capped test suites through the
-transformers engine, and the size of each update relative to θ_pre. Minutes instead of the
-full build's half hour; the numbers are on capped suites, so compare probes with each other.
+given learning rate and epochs (the same training code as the build), then measures
+θ_G + ω τ_D at a few ω on capped test suites through the transformers engine, and the size of
+each update relative to θ_pre. Minutes instead of the full build's half hour; the numbers are
+on capped suites, so compare probes with each other.
 """
 
 from __future__ import annotations
@@ -51,18 +52,17 @@ def probe(source: Path, out: Path, profile: Profile, *, omegas: Sequence[float] 
 
     from ptm_core.lab.build import build
     from ptm_core.lab.suites import build_suites
+    from ptm_core.lab.train import read_run
     from ptm_core.lab.validity import evaluate
     from ptm_core.lab.world import build_world
     from ptm_core.merge.export import export
     from ptm_core.merge.ptm import task_arithmetic
 
-    from ptm_core.lab.train import read_run
-
-    pre = read_run(source / "models" / "pre")
-    if pre is None:
+    pre_run = read_run(source / "models" / "pre")
+    if pre_run is None:
         raise FileNotFoundError(f"{source} has no finished θ_pre (run `python -m ptm_core lab build`)")
     # θ_pre is reused unless the probe asks for another pretraining length.
-    reuse_pre = pre["steps"] == profile.pretrain_steps
+    reuse_pre = pre_run["steps"] == profile.pretrain_steps
     out.mkdir(parents=True, exist_ok=True)
     for part in ("world", "tokenizer") + (("models/pre",) if reuse_pre else ()):
         if not (out / part).exists():

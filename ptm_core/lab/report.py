@@ -92,13 +92,13 @@ def all_three(res: Results) -> str:
 def interference(res: Results) -> str:
     """Table 5: single-skill and pairwise merges (and all three) at the heuristic ω."""
     scores = tables.scores_table(res)
-    paper = {frozenset(skills_in(m)): r for t in (4, 5) for m, r in _paper_rows(t).items()
-             if kind_of(m) == "ptm"}
-    paper[frozenset()] = _paper_rows(4)["Tulu Only"]
+    # The paper's rows under the labels scores_table gives (it names pairs in another order)
+    paper = {tables.merge_label([s for s in res.skills if s in skills_in(m)]): r
+             for t in (4, 5) for m, r in _paper_rows(t).items() if kind_of(m) == "ptm"}
+    paper["θ_G"] = _paper_rows(4)["Tulu Only"]
     rows = []
     for label, row in scores.iterrows():
-        skills = frozenset() if label == "θ_G" else frozenset(label[5:-1].split(" + "))
-        ref = paper.get(skills)
+        ref = paper.get(label)
         rows.append([label] + [f"{_num(row.get(a))} ({_num(None if ref is None else ref.get(a))})"
                                for a in AXES])
     return markdown_table(["lab (paper)"] + [AXIS_NAMES[a] for a in AXES], rows)
