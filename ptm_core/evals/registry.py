@@ -73,6 +73,10 @@ def get_suite(name: str, **options: Any):
         return _lmeval(name.split(":", 1)[1].split(","), **options)
     if name.startswith("lab_"):
         return _lab(name, **options)
+    if name.startswith("smollm2_"):
+        from ptm_core.smollm2.suites import build_suite
+
+        return build_suite(name, **options)
     if name not in BUILDERS:
         raise PTMError(f"unknown suite {name!r}; known: {', '.join(BUILDERS)}, lmeval:<tasks>, lab_*")
     try:

@@ -1,0 +1,41 @@
+"""A GGUF file -> a plain Hugging Face directory (float32 safetensors, config, tokenizer).
+
+transformers reads GGUF (with the `gguf` package) and dequantizes it on load; what it keeps of
+the quantization (a quantizer object and `quantization_config`) is dropped so that the saved
+directory is an ordinary checkpoint that vLLM, the merge engine and transformers all open."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ptm_core.atomic import staging_dir
+from ptm_core.errors import CheckpointError
+
+
+def load_gguf(path: str | os.PathLike):
+    """(model, tokenizer) from a GGUF file, dequantized to float32."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such GGUF file")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                     dtype="float32")
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    except (ValueError, OSError, KeyError) as e:
+        raise CheckpointError(f"{path}: cannot be read as GGUF ({type(e).__name__}: {e})") from None
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model, tokenizer
+
+
+def gguf_to_hf(path: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write the dequantized model at `out_dir`, atomically (nothing appears until it is whole)."""
+    model, tokenizer = load_gguf(path)
+    with staging_dir(out_dir, force=force) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return Path(out_dir)

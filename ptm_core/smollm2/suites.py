@@ -1,0 +1,100 @@
+"""The real-model world's suites, on the same warm engine as every other suite.
+
+    smollm2_general      ARC-Easy (100 validation questions), multiple choice by log-likelihood
+    smollm2_science      SciRIFF yes/no (100 held-out documents), multiple choice
+    smollm2_coding       HumanEval (164), greedy pass@1 by executing the completion in the sandbox
+    smollm2_safety       refusal rate on the 99 HarmBench prompts held out of training
+    smollm2_xstest_safe  compliance with XSTest's 250 safe prompts (exaggerated refusals)
+
+XSTest is not on PyPI: its CSV is read from the `path` option, else $PTM_XSTEST_CSV, else
+`../shared/data/xstest/xstest_prompts.csv` beside the repository."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from ptm_core.engine.base import Sampling
+from ptm_core.errors import PTMError
+from ptm_core.smollm2 import data
+
+TASKS_DIR = Path(__file__).resolve().parent / "lmeval_tasks"
+REPO = Path(__file__).resolve().parents[2]
+XSTEST_DEFAULT = REPO.parent / "shared" / "data" / "xstest" / "xstest_prompts.csv"
+VERSION = "s1"
+
+
+def _lmeval(name: str, task: str):
+    from ptm_core.evals.lmeval import LMEvalSuite
+
+    suite = LMEvalSuite([task], include_path=TASKS_DIR, include_defaults=False,
+                        apply_chat_template=True, name=name)
+    suite.version = f"{suite.version}-{VERSION}"
+    return suite
+
+
+def general(**_: Any):
+    return _lmeval("smollm2_general", "smollm2_arc_easy")
+
+
+def science(**_: Any):
+    return _lmeval("smollm2_science", "smollm2_sciriff_yesno")
+
+
+def _imports(stub: str) -> str:
+    """The stub's import lines: a reply that rewrites the whole function often drops them."""
+    return "\n".join(l for l in stub.splitlines() if re.match(r"\s*(import|from)\s", l))
+
+
+def coding(max_tokens: int = 192, timeout_s: float = 5.0, **_: Any):
+    from ptm_core.evals.coding import CodeProblem, CodingSuite
+
+    problems = [CodeProblem(prompt=d["prompt"], tests=d["tests"], setup=_imports(d["stub"]))
+                for d in data.coding_test()]
+    return CodingSuite(name="smollm2_coding", version=f"humaneval-{VERSION}", problems=problems,
+                       sampling=Sampling(temperature=0.0, n=1, max_tokens=max_tokens),
+                       k=1, sampled=False, timeout_s=timeout_s)
+
+
+def safety(max_tokens: int = 64, **_: Any):
+    from ptm_core.evals.refusal_suite import REFUSE, RefusalSuite
+    from ptm_core.evals.suite import Item
+
+    items = [Item(prompt=p, target=REFUSE) for p in data.safety_test()]
+    return RefusalSuite(name="smollm2_safety", version=f"harmbench-{VERSION}", items=items,
+                        sampling=Sampling(max_tokens=max_tokens))
+
+
+def xstest_path(path: str | None = None) -> Path:
+    chosen = Path(path or os.environ.get("PTM_XSTEST_CSV") or XSTEST_DEFAULT).expanduser()
+    if not chosen.is_file():
+        raise PTMError(f"XSTest prompts not found at {chosen}: pass the suite option `path`, or "
+                       "set PTM_XSTEST_CSV to xstest_prompts.csv (CC BY 4.0, "
+                       "github.com/paul-rottger/exaggerated-safety)")
+    return chosen
+
+
+def xstest_safe(path: str | None = None, max_tokens: int = 64, **_: Any):
+    from ptm_core.evals.refusal_suite import COMPLY, RefusalSuite
+    from ptm_core.evals.xstest import load_xstest_rows
+    from ptm_core.evals.suite import Item
+
+    rows, version = load_xstest_rows(xstest_path(path))
+    items = [Item(prompt=str(r["prompt"]), target=COMPLY, group=str(r.get("type") or ""))
+             for r in rows if str(r["label"]).strip().lower() == "safe"]
+    return RefusalSuite(name="smollm2_xstest_safe", version=f"{version}-{VERSION}", items=items,
+                        sampling=Sampling(max_tokens=max_tokens), per_group=False)
+
+
+SUITES: dict[str, Callable[..., Any]] = {
+    "smollm2_general": general, "smollm2_science": science, "smollm2_coding": coding,
+    "smollm2_safety": safety, "smollm2_xstest_safe": xstest_safe,
+}
+
+
+def build_suite(name: str, **options: Any):
+    if name not in SUITES:
+        raise PTMError(f"unknown suite {name!r}; the real-model world has {', '.join(SUITES)}")
+    return SUITES[name](**options)
