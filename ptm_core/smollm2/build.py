@@ -207,6 +207,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     m = sub.add_parser("materialize", help="build the full checkpoints from the package + adapters")
     m.add_argument("runs", nargs="*", help="run names (default: every built run)")
     sub.add_parser("status", help="which runs are built and materialized")
+    sub.add_parser("experiment", help="write data/smollm2/smollm2.yml for the runs built so far")
     a = p.parse_args(argv)
     world = World()
     if a.cmd == "build":
@@ -218,6 +219,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         for name in tqdm(names, desc="materializing", unit="model"):
             tqdm.write(str(world.materialize(name, progress=tqdm.write)))
+    elif a.cmd == "experiment":
+        from ptm_core.smollm2.experiment import write_experiment
+
+        print(write_experiment(world))
     else:
         for name in ["pre", *world.plan]:
             built = name == "pre" or world.record(name) is not None

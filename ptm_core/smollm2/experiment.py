@@ -52,7 +52,7 @@ def smollm2_experiment(world: World, dest: Path = DEST, name: str = "smollm2") -
                  for axis, (suite, metric, label) in AXES.items()},
         "references": references,
         "engine": "vllm",
-        "engine_options": {"dtype": "float32"},
+        "engine_options": {"dtype": "float32", "max_model_len": 2048},
     }
 
 
