@@ -40,6 +40,7 @@ import functools
 import glob
 import json
 import os
+import platform
 import select
 import shutil
 import signal
@@ -180,12 +181,16 @@ def sandbox_command() -> list[str]:
     if not bwrap:
         raise SandboxUnavailable(f"generated code is never run unsandboxed: no `bwrap` on PATH; "
                                  f"{_INSTALL}")
+    if platform.machine() != "x86_64":
+        raise SandboxUnavailable(f"the sandbox's syscall filter knows x86_64 only, not "
+                                 f"{platform.machine()}; generated code is not run here")
     if os.geteuid() == 0:
         # No user namespace: the program becomes the host's uid 65534 (RLIMIT_NPROC binds it,
-        # it owns no host file); the supervisor keeps only what it needs to build namespaces.
+        # it owns no host file); the supervisor keeps only what it needs to build namespaces,
+        # drop to 65534 and kill a program that runs out of time.
         isolation = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
                      "--unshare-cgroup-try", "--cap-drop", "ALL", "--cap-add", "CAP_SYS_ADMIN",
-                     "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+                     "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_KILL"]
     else:
         isolation = ["--unshare-all", "--uid", "65534", "--gid", "65534",
                      "--cap-add", "CAP_SYS_ADMIN"]
