@@ -14,7 +14,8 @@ kernel through a kept tool (Debian's `bubblewrap`), not from hooks inside the in
   directory, a size-capped tmpfs) and /dev/shm leave nothing for the next program. Before the
   candidate runs, its process sets hard rlimits (address space `memory_mb`, CPU time, file size
   16 MiB, 64 processes, no core files) and becomes uid/gid 65534 with no capabilities, so it
-  cannot raise them back. As root the sandbox runs without a user namespace and 65534 is the
+  cannot raise them back; a seccomp filter then refuses new namespaces, mounts, memfd and SysV
+  shared memory (memory outside RLIMIT_AS), ptrace and a few more. As root the sandbox runs without a user namespace and 65534 is the
   host's `nobody` (root would escape RLIMIT_NPROC); as a normal user bwrap maps 65534 to that
   user inside a user namespace.
 - the verdict is decided here: the tests are rewritten (`sandbox_probes.py`) so that the harness
@@ -24,12 +25,12 @@ kernel through a kept tool (Debian's `bubblewrap`), not from hooks inside the in
   the harness (documented in docs/evaluation.md).
 
 Speed: the supervisor forks each program from an interpreter that is already running, so a
-program costs a fork and four mounts instead of a bwrap start and an interpreter start.
-Measured on the 2-core CPU machine (load ~5, 200 trivial programs, one at a time): a fresh bwrap +
-`python -I -S` per program 45 ms each; the supervisor's fork per program 11 ms each (bwrap and
-supervisor start once per worker, 60 ms). Both keep each program in namespaces of its own; the
-pool keeps one sandbox per worker and feeds it programs one at a time, so two programs never
-share a sandbox at the same time.
+program costs a fork and four mounts instead of a bwrap start and an interpreter start. Measured
+on the 2-core CPU machine (load 4.1-4.5, 200 trivial programs): a fresh bwrap + `python -I -S`
+per program 68-74 ms; the supervisor 12-15 ms per program with one worker, 9 ms with two, plus
+one sandbox start (120-140 ms) per worker. Both keep each program in namespaces of its own; the
+pool keeps one sandbox per worker and hands it the next program when the last one ended, so two
+programs never share a sandbox at the same time (docs/evaluation.md has the details).
 
 Where bubblewrap is missing or cannot create namespaces, nothing runs: a PTMError says why.
 """
