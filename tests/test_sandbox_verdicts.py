@@ -117,3 +117,11 @@ def test_refuses_when_bubblewrap_cannot_build_the_sandbox(monkeypatch):
     monkeypatch.setattr(sandbox, "sandbox_command", lambda: failing)
     with pytest.raises(PTMError, match="No permissions to create new namespace.*bubblewrap"):
         run_tests(ADD, "assert add(1, 1) == 2")
+
+
+def test_refuses_when_a_program_cannot_be_isolated(monkeypatch):
+    command = sandbox.sandbox_command()
+    at = command.index("CAP_SYS_ADMIN")  # without it no namespace per program can be made
+    monkeypatch.setattr(sandbox, "sandbox_command", lambda: command[:at - 1] + command[at + 1:])
+    with pytest.raises(PTMError, match="could not isolate a program .*Operation not permitted"):
+        run_tests(ADD, "assert add(1, 1) == 2")

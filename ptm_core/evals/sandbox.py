@@ -141,6 +141,10 @@ class _Sandbox:
         if not isinstance(answer, dict):  # the supervisor died or hung: a fresh one next time
             self.close()
             return False
+        if answer.get("status") == "setup":  # before any candidate code: the machine's doing
+            raise SandboxUnavailable(f"the sandbox could not isolate a program "
+                                     f"({_setup_reason(answer.get('reports'))}); it needs root or "
+                                     f"unprivileged user namespaces; {_INSTALL}")
         return (answer.get("status") == "ok" and answer.get("overflow") is False
                 and isinstance(answer.get("reports"), str) and verdict(probes, answer["reports"]))
 
@@ -174,6 +178,17 @@ class _Sandbox:
         self.proc.stdout.close()
         self.errors.close()
         self.proc = None
+
+
+def _setup_reason(reports: object) -> str:
+    for line in str(reports).splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "setup" in record:
+            return str(record["setup"])[:500]
+    return "no reason given"
 
 
 def sandbox_command() -> list[str]:

@@ -176,9 +176,8 @@ def _harness(code, tests, report_fd):
     emit({"done": 1})
 
 
-def _program(request, report_w):
-    """In G: isolate, limit, drop privileges, run. Never returns."""
-    status = EXIT_SETUP
+def _program(request, report_w, ready_w):
+    """In G: isolate, limit, drop privileges, say so on `ready_w`, run. Never returns."""
     try:
         os.setsid()
         _mount("proc", "/proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
@@ -190,7 +189,13 @@ def _program(request, report_w):
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # a credential change clears it
         os.chdir("/tmp")
         _seccomp()
-        status = EXIT_FAILED
+    except BaseException as exc:
+        os.write(ready_w, f"{type(exc).__name__}: {exc}".encode()[:1000])
+        os._exit(EXIT_SETUP)
+    os.write(ready_w, b"ok")
+    os.close(ready_w)  # closed before any candidate code: a candidate cannot fake a set-up error
+    status = EXIT_FAILED
+    try:
         _harness(request["code"], request["tests"], report_w)
         status = EXIT_OK
     except BaseException:
@@ -199,25 +204,32 @@ def _program(request, report_w):
 
 
 def _namespace_keeper(request, report_w):
-    """In A: a new mount/pid/IPC namespace for G, and G's wall-clock timeout. Never returns."""
-    status = EXIT_SETUP
+    """In A: a new mount/pid/IPC namespace for G, and G's wall-clock timeout. Never returns.
+    A failure to set G up (never the candidate's doing) ends as EXIT_SETUP with the reason."""
     try:
         _ok(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC))
         _ok(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None))
+        ready_r, ready_w = os.pipe()
         child = os.fork()
         if child == 0:
-            _program(request, report_w)
-        os.close(report_w)
+            os.close(ready_r)
+            _program(request, report_w, ready_w)
+        os.close(ready_w)
         pidfd = os.pidfd_open(child)
-        if not select.select([pidfd], [], [], request["timeout"])[0]:
+        timed_out = not select.select([pidfd], [], [], request["timeout"])[0]
+        if timed_out:
             os.kill(child, signal.SIGKILL)  # pid 1 of its namespace: every descendant dies
-            os.waitpid(child, 0)
-            os._exit(EXIT_TIMEOUT)
         _, wait_status = os.waitpid(child, 0)
-        status = EXIT_OK if os.waitstatus_to_exitcode(wait_status) == 0 else EXIT_FAILED
-    except BaseException:
-        pass
-    os._exit(status)
+        ready = os.read(ready_r, 1000)
+    except BaseException as exc:
+        ready, timed_out, wait_status = f"{type(exc).__name__}: {exc}".encode(), False, 1
+    if ready != b"ok":
+        line = json.dumps({"setup": ready.decode("utf-8", "replace") or "no reason"}) + "\n"
+        os.write(report_w, line.encode())
+        os._exit(EXIT_SETUP)
+    if timed_out:
+        os._exit(EXIT_TIMEOUT)
+    os._exit(EXIT_OK if os.waitstatus_to_exitcode(wait_status) == 0 else EXIT_FAILED)
 
 
 def run_one(request):
