@@ -82,7 +82,7 @@ def test_no_file_appears_or_changes_outside(tmp_path):
         "os.close(os.open('dirfd', os.O_CREAT | os.O_WRONLY, dir_fd=fd))",
         f"os.symlink('/etc/hostname', {str(outside / 'symlink')!r})",
         f"os.link('inside', {str(outside / 'hardlink')!r})",
-        f"import sqlite3; sqlite3.connect({str(outside / 'db.sqlite')!r}).execute('create table t(x)')",
+        f"import sqlite3; sqlite3.connect({str(outside / 'db')!r}).execute('create table t(x)')",
         f"os.mkfifo({str(outside / 'fifo')!r})",
         f"os.utime({str(existing)!r}, (0, 0))")
     run_tests(code, "")

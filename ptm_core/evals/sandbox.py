@@ -6,8 +6,8 @@ kernel through a kept tool (Debian's `bubblewrap`), not from hooks inside the in
 - one sandbox = one `bwrap` with its own pid, network (empty: no route anywhere, not even to the
   host's loopback), IPC, UTS and cgroup namespaces, `--die-with-parent`, `--new-session`, and a
   filesystem holding only the interpreter binary, its standard library (site-packages hidden)
-  and the shared libraries they link, all read-only. No project, no venv, no /root or /home,
-  no host /proc, no shell or other binaries.
+  and the shared libraries they link, all read-only. No project, no venv, nothing of /root or /home but the
+  directories leading to the interpreter, no host /proc, no shell or other binaries.
 - inside, `sandbox_supervisor.py` runs each program in a fresh pid + mount + IPC namespace of
   its own: pid 1 of that namespace is the program, so the timeout kill ends every process it
   started (new sessions included); a fresh /proc shows only them; a fresh /tmp (the working
@@ -15,9 +15,9 @@ kernel through a kept tool (Debian's `bubblewrap`), not from hooks inside the in
   candidate runs, its process sets hard rlimits (address space `memory_mb`, CPU time, file size
   16 MiB, 64 processes, no core files) and becomes uid/gid 65534 with no capabilities, so it
   cannot raise them back; a seccomp filter then refuses new namespaces, mounts, memfd and SysV
-  shared memory (memory outside RLIMIT_AS), ptrace and a few more. As root the sandbox runs without a user namespace and 65534 is the
-  host's `nobody` (root would escape RLIMIT_NPROC); as a normal user bwrap maps 65534 to that
-  user inside a user namespace.
+  shared memory (memory outside RLIMIT_AS), ptrace and a few more. As root the sandbox runs
+  without a user namespace and 65534 is the host's `nobody` (root would escape RLIMIT_NPROC);
+  as a normal user bwrap maps 65534 to that user inside a user namespace.
 - the verdict is decided here: the tests are rewritten (`sandbox_probes.py`) so that the harness
   reports observed values and the expected ones never enter the sandbox. Exiting early, printing
   or writing a token, replacing builtins or forging reports cannot turn a wrong answer into a
@@ -123,8 +123,9 @@ class _Sandbox:
             self.errors.seek(0)
             why = self.errors.read()[-2000:].decode("utf-8", "replace").strip()
             self.close()
-            raise SandboxUnavailable(f"bubblewrap could not start the sandbox ({why or 'no reply'}); "
-                                     f"it needs root or unprivileged user namespaces; {_INSTALL}")
+            raise SandboxUnavailable(f"bubblewrap could not start the sandbox "
+                                     f"({why or 'no reply'}); it needs root or unprivileged "
+                                     f"user namespaces; {_INSTALL}")
 
     def passes(self, code: str, tests: str, probes: list[Probe], timeout_s: float,
                memory_mb: int) -> bool:
