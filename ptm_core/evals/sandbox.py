@@ -27,10 +27,10 @@ kernel through a kept tool (Debian's `bubblewrap`), not from hooks inside the in
 Speed: the supervisor forks each program from an interpreter that is already running, so a
 program costs a fork, a few namespaces and mounts instead of a bwrap start and an interpreter
 start. Measured on the 2-core CPU machine (load 4.1-4.5, 200 trivial programs): a fresh bwrap +
-`python -I -S` per program 68-74 ms; the supervisor 12-15 ms per program with one worker, 9 ms with two, plus
-one sandbox start (120-140 ms) per worker. Both keep each program in namespaces of its own; the
-pool keeps one sandbox per worker and hands it the next program when the last one ended, so two
-programs never share a sandbox at the same time (docs/evaluation.md has the details).
+`python -I -S` per program 68-74 ms; the supervisor 12-15 ms per program with one worker, 9 ms
+with two, plus one sandbox start (120-140 ms) per worker. Both keep each program in namespaces
+of its own; the pool keeps one sandbox per worker and hands it the next program when the last
+one ended, so two programs never share a sandbox at the same time (docs/evaluation.md).
 
 Where bubblewrap is missing or cannot create namespaces, nothing runs: a PTMError says why.
 """
