@@ -6,8 +6,8 @@ kernel through a kept tool (Debian's `bubblewrap`), not from hooks inside the in
 - one sandbox = one `bwrap` with its own pid, network (empty: no route anywhere, not even to the
   host's loopback), IPC, UTS and cgroup namespaces, `--die-with-parent`, `--new-session`, and a
   filesystem holding only the interpreter binary, its standard library (site-packages hidden)
-  and the shared libraries they link, all read-only. No project, no venv, nothing of /root or /home but the
-  directories leading to the interpreter, no host /proc, no shell or other binaries.
+  and the shared libraries they link, all read-only. No project, no venv, nothing of /root or
+  /home but the directories leading to the interpreter, no host /proc, no shell or binaries.
 - inside, `sandbox_supervisor.py` runs each program in a fresh pid + mount + IPC namespace of
   its own: pid 1 of that namespace is the program, so the timeout kill ends every process it
   started (new sessions included); a fresh /proc shows only them; a fresh /tmp (the working
