@@ -102,11 +102,28 @@ def _scatter(df: pd.DataFrame, x: str, y: str, name: str, color: str, *, mode="m
     return go.Scatter(
         x=df[x].to_numpy(dtype=float), y=df[y].to_numpy(dtype=float), mode=mode, name=name,
         marker=marker, line=dict(color=color, dash=dash, width=2),
+        error_x=error_bars(df, x, color), error_y=error_bars(df, y, color),
         customdata=[int(v) for v in df["row_id"]],  # plain ints: selections hand them back
         hovertext=[_hover(r, x, y) for _, r in df.iterrows()],
         hovertemplate="%{hovertext}<extra></extra>", legendgroup=group or name,
         opacity=opacity, showlegend=show_legend, uid=name,
     )
+
+
+def error_bars(df: pd.DataFrame, axis: str, color: str) -> dict:
+    """Plotly error bars from the frame's 95 % interval of `axis` (asymmetric: a Wilson or
+    bootstrap interval is not centred on the score); hidden when no row has an interval.
+    Rows without one get no bar (NaN)."""
+    lo_col, hi_col = f"{axis}_lo", f"{axis}_hi"
+    if lo_col not in df.columns or hi_col not in df.columns:
+        return dict(visible=False)
+    v = df[axis].to_numpy(dtype=float)
+    lo = pd.to_numeric(df[lo_col], errors="coerce").to_numpy(dtype=float)
+    hi = pd.to_numeric(df[hi_col], errors="coerce").to_numpy(dtype=float)
+    if np.all(np.isnan(lo) | np.isnan(hi)):
+        return dict(visible=False)
+    return dict(type="data", symmetric=False, array=hi - v, arrayminus=v - lo, visible=True,
+                color=color, thickness=1, width=3)
 
 
 def empty_figure(message: str, height: int = 300) -> go.Figure:
