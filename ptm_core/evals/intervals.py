@@ -61,8 +61,9 @@ def bootstrap_mean(values: Sequence[float], n_resamples: int = N_RESAMPLES, seed
         means[start:stop] = x[rng.integers(0, x.size, size=(stop - start, x.size))].mean(axis=1)
     alpha = (1 - level) / 2
     lo, hi = np.quantile(means, [alpha, 1 - alpha])
-    # the mean of resampled values cannot leave [min, max]; clip float noise on constant input
-    return float(max(lo, x.min())), float(min(hi, x.max()))
+    # a mean of resampled values cannot leave [min, max]: clip the float noise of summing
+    lo, hi = np.clip([lo, hi], x.min(), x.max())
+    return float(lo), float(hi)
 
 
 def bootstrap_pass_at_k(results: Sequence[Sequence[bool]], k: int, n_resamples: int = N_RESAMPLES,
