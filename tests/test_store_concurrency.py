@@ -65,9 +65,9 @@ def test_two_workers_and_enqueuers_at_once_run_each_job_once(tmp_path):
     for p in procs:
         p.start()
     reads = 0
-    while any(p.is_alive() for p in procs):  # the app reading meanwhile
+    while any(p.is_alive() for p in procs):  # the app reading meanwhile (12 point columns, 5 axes, their bounds)
         df = results_frame(store, exp)
-        assert df.shape[1] == 12 + 5 and (df[["general", "science"]].fillna(0) <= 100).all().all()
+        assert df.shape[1] == 12 + 5 + 2 * 5 and (df[["general", "science"]].fillna(0) <= 100).all().all()
         store.jobs(experiment=exp.name)
         reads += 1
     for p in procs:
