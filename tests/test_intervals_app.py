@@ -46,6 +46,8 @@ def test_tradeoff_traces_carry_asymmetric_error_arrays():
             assert np.allclose(bars.array, 3.0) and np.allclose(bars.arrayminus, 2.0)
             assert len(bars.array) == len(t.x)
     json.loads(fig.to_json())  # NaN-free arrays serialize
+    ptm = trace(fig, "PTM (task arithmetic)")
+    assert f"{ptm.y[1]:.1f} [{ptm.y[1] - 2:.1f}–{ptm.y[1] + 3:.1f}, 95 %]" in ptm.hovertext[1]
 
 
 def test_rows_without_an_interval_get_no_bar_and_frames_without_any_hide_them():

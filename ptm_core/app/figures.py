@@ -67,13 +67,21 @@ def _int(v) -> str:
     return f"{int(round(float(v))):,}"
 
 
+def _ci(row, axis: str) -> str:
+    """ " [lo–hi]" for a row's 95 % interval on `axis`, "" when it has none."""
+    lo, hi = row.get(f"{axis}_lo"), row.get(f"{axis}_hi")
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return ""
+    return f" [{float(lo):.1f}–{float(hi):.1f}, 95 %]"
+
+
 def _hover(row, x: str, y: str, skill: str | None = None, extra: str = "") -> str:
     lines = [f"<b>{row['label'] or kind_title(row['kind'])}</b>"]
     om = row["omega_d"] if isinstance(row.get("omega_d"), dict) else {}
     if om:
         lines.append("ω: " + ", ".join(f"{k}={v:g}" for k, v in om.items()))
-    lines.append(f"{axis_title(x)}: {_fmt(row[x])}")
-    lines.append(f"{axis_title(y)}: {_fmt(row[y])}")
+    lines.append(f"{axis_title(x)}: {_fmt(row[x])}{_ci(row, x)}")
+    lines.append(f"{axis_title(y)}: {_fmt(row[y])}{_ci(row, y)}")
     if row["kind"] in ("cft", "rt", "skill", "general") or pd.notna(row.get("data_size")):
         if pd.notna(row.get("data_size")):
             lines.append(f"data size: {_int(row['data_size'])}")
