@@ -149,6 +149,11 @@ def test_results_follow_swaps_and_equal_a_fresh_engine(engine, models, task_dir,
     first = s.run(engine)
     assert set(first.metrics) == {"ptm_tiny_mc/acc", "ptm_tiny_gen/exact_match"}
     assert first.counts["ptm_tiny_mc/acc"] == len(DOCS)
+    from ptm_core.evals.intervals import scaled, wilson
+
+    for name, score in first.metrics.items():  # 0/1 per document: Wilson over the documents
+        want = scaled(wilson(round(score * len(DOCS) / 100), len(DOCS)))
+        assert first.intervals[name] == pytest.approx(want)
 
     engine.apply(ptm(models, 1.0))
     swapped = s.run(engine)

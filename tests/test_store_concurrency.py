@@ -66,8 +66,8 @@ def test_two_workers_and_enqueuers_at_once_run_each_job_once(tmp_path):
         p.start()
     reads = 0
     while any(p.is_alive() for p in procs):  # the app reading meanwhile
-        df = results_frame(store, exp)
-        assert df.shape[1] == 12 + 5 and (df[["general", "science"]].fillna(0) <= 100).all().all()
+        df = results_frame(store, exp)  # 12 point columns, 5 axes and their interval bounds
+        assert df.shape[1] == 12 + 5 + 2 * 5 and (df[["general", "science"]].fillna(0) <= 100).all().all()
         store.jobs(experiment=exp.name)
         reads += 1
     for p in procs:

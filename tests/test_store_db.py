@@ -35,7 +35,7 @@ def test_wal_and_schema(lab):
     store, _, _ = lab
     con = sqlite3.connect(store.path)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
     assert store.check() == "ok"
 
 

@@ -30,7 +30,8 @@ def lab(tmp_path):
 def test_empty_store_gives_the_columns_and_the_imported_references(lab):
     store, exp, b, resolver = lab
     df = results_frame(store, exp)
-    assert list(df.columns) == POINT_COLUMNS + ["general", "science", "coding", "safety", "xstest_safe"]
+    axes = ["general", "science", "coding", "safety", "xstest_safe"]
+    assert list(df.columns) == POINT_COLUMNS + axes + [f"{a}_{b}" for a in axes for b in ("lo", "hi")]
     assert len(df) == 1  # the RT reference with imported scores
     rt = df.iloc[0]
     assert rt.kind == "rt" and rt.source == "imported" and rt.general == 55.0 and math.isnan(rt.coding)

@@ -67,13 +67,21 @@ def _int(v) -> str:
     return f"{int(round(float(v))):,}"
 
 
+def _ci(row, axis: str) -> str:
+    """ " [lo–hi]" for a row's 95 % interval on `axis`, "" when it has none."""
+    lo, hi = row.get(f"{axis}_lo"), row.get(f"{axis}_hi")
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return ""
+    return f" [{float(lo):.1f}–{float(hi):.1f}, 95 %]"
+
+
 def _hover(row, x: str, y: str, skill: str | None = None, extra: str = "") -> str:
     lines = [f"<b>{row['label'] or kind_title(row['kind'])}</b>"]
     om = row["omega_d"] if isinstance(row.get("omega_d"), dict) else {}
     if om:
         lines.append("ω: " + ", ".join(f"{k}={v:g}" for k, v in om.items()))
-    lines.append(f"{axis_title(x)}: {_fmt(row[x])}")
-    lines.append(f"{axis_title(y)}: {_fmt(row[y])}")
+    lines.append(f"{axis_title(x)}: {_fmt(row[x])}{_ci(row, x)}")
+    lines.append(f"{axis_title(y)}: {_fmt(row[y])}{_ci(row, y)}")
     if row["kind"] in ("cft", "rt", "skill", "general") or pd.notna(row.get("data_size")):
         if pd.notna(row.get("data_size")):
             lines.append(f"data size: {_int(row['data_size'])}")
@@ -102,11 +110,28 @@ def _scatter(df: pd.DataFrame, x: str, y: str, name: str, color: str, *, mode="m
     return go.Scatter(
         x=df[x].to_numpy(dtype=float), y=df[y].to_numpy(dtype=float), mode=mode, name=name,
         marker=marker, line=dict(color=color, dash=dash, width=2),
+        error_x=error_bars(df, x, color), error_y=error_bars(df, y, color),
         customdata=[int(v) for v in df["row_id"]],  # plain ints: selections hand them back
         hovertext=[_hover(r, x, y) for _, r in df.iterrows()],
         hovertemplate="%{hovertext}<extra></extra>", legendgroup=group or name,
         opacity=opacity, showlegend=show_legend, uid=name,
     )
+
+
+def error_bars(df: pd.DataFrame, axis: str, color: str) -> dict:
+    """Plotly error bars from the frame's 95 % interval of `axis` (asymmetric: a Wilson or
+    bootstrap interval is not centred on the score); hidden when no row has an interval.
+    Rows without one get no bar (NaN)."""
+    lo_col, hi_col = f"{axis}_lo", f"{axis}_hi"
+    if lo_col not in df.columns or hi_col not in df.columns:
+        return dict(visible=False)
+    v = df[axis].to_numpy(dtype=float)
+    lo = pd.to_numeric(df[lo_col], errors="coerce").to_numpy(dtype=float)
+    hi = pd.to_numeric(df[hi_col], errors="coerce").to_numpy(dtype=float)
+    if np.all(np.isnan(lo) | np.isnan(hi)):
+        return dict(visible=False)
+    return dict(type="data", symmetric=False, array=hi - v, arrayminus=v - lo, visible=True,
+                color=color, thickness=1, width=3)
 
 
 def empty_figure(message: str, height: int = 300) -> go.Figure:

@@ -1,9 +1,10 @@
 """The results frame as the app reads it: normalized columns, an index by recipe, grids, Pareto.
 
 The store hands over a tidy frame (docs/architecture.md, "Results"): one row per evaluated point,
-columns ``experiment, kind, skills, omega, label, data_size, train_steps, recipe_key`` and one 0-100
-column per axis. :class:`Results` wraps one such frame, built once per results version, so that a
-page rerun only does dictionary look-ups. Everything here is pure (no Streamlit, no I/O).
+columns ``experiment, kind, skills, omega, label, data_size, train_steps, recipe_key``, one 0-100
+column per axis and, where known, its 95 % interval as ``<axis>_lo`` / ``<axis>_hi``.
+:class:`Results` wraps one such frame, built once per results version, so that a page rerun only
+does dictionary look-ups. Everything here is pure (no Streamlit, no I/O).
 """
 
 from __future__ import annotations
@@ -115,6 +116,9 @@ def normalize(frame: pd.DataFrame | None) -> pd.DataFrame:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     for axis in axes_of(df):
         df[axis] = pd.to_numeric(df[axis], errors="coerce")
+        for c in (f"{axis}_lo", f"{axis}_hi"):
+            if c in df.columns:
+                df[c] = pd.to_numeric(df[c], errors="coerce")
     return df
 
 
@@ -122,8 +126,24 @@ def axes_of(df: pd.DataFrame) -> list[str]:
     """Score columns: the known axes first (in their order), then any other numeric column."""
     known = [a for a in KNOWN_AXES if a in df.columns]
     extra = [c for c in df.columns if c not in _NON_AXES and c not in known
-             and pd.api.types.is_numeric_dtype(df[c])]
+             and pd.api.types.is_numeric_dtype(df[c]) and not is_interval_column(df, c)]
     return known + extra
+
+
+def is_interval_column(df: pd.DataFrame, column: str) -> bool:
+    """`<axis>_lo` / `<axis>_hi`: a bound of an axis's 95 % interval, not an axis."""
+    return column.endswith(("_lo", "_hi")) and column[:-3] in df.columns
+
+
+def interval(row: pd.Series | None, axis: str) -> tuple[float, float]:
+    """The 95 % interval of a row's score on `axis`; NaN where the frame has none."""
+    if row is None:
+        return (math.nan, math.nan)
+    out = []
+    for c in (f"{axis}_lo", f"{axis}_hi"):
+        v = row.get(c) if c in row.index else None
+        out.append(math.nan if v is None or pd.isna(v) else float(v))
+    return out[0], out[1]
 
 
 @dataclass

@@ -10,7 +10,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from ptm_core.app.results import Results, axis_title, kind_title
+from ptm_core.app.results import Results, axis_title, interval, kind_title
+from ptm_core.evals.intervals import overlaps
 
 TABLE_METHODS = ("cft", "rt", "ptm", "linear", "wise_ft", "ties", "dare_ties", "dare_linear")
 CRITERIA = {
@@ -47,13 +48,17 @@ def best_of_each_method(res: Results, skill: str, *, x: str = "general", y: str 
     training steps, as the paper's Tables 2-3. ``x``/``y`` default to general and the skill;
     ``x="xstest_safe", y="safety"`` gives Table 3's exaggerated-refusal rows."""
     y = y or skill
-    cols = ["method", x, y, f"% Δ {x}", f"% Δ {y}", "training steps", "detail", "row_id"]
+    bounds = [f"{x}_lo", f"{x}_hi", f"{y}_lo", f"{y}_hi"]
+    cols = ["method", x, y, f"% Δ {x}", f"% Δ {y}", "training steps", "detail", SEPARABLE,
+            *bounds, "row_id"]
     g = res.general_row()
     if g is None or x not in res.frame or y not in res.frame:
         return pd.DataFrame(columns=cols)
     gx, gy = res.score(g, x), res.score(g, y)
     out = [{"method": "θ_G (general only)", x: gx, y: gy, f"% Δ {x}": 0.0, f"% Δ {y}": 0.0,
-            "training steps": float("nan"), "detail": str(g["label"] or ""), "row_id": int(g["row_id"])}]
+            "training steps": float("nan"), "detail": str(g["label"] or ""), SEPARABLE: "",
+            **_bounds(g, x, y), "row_id": int(g["row_id"])}]
+    ranked: list[tuple[float, int]] = []  # (selection score, index in out) of each method's best
     for kind in methods:
         rows = res.of_kind(kind, skill)  # with or without ω (the paper's "best" rows have none)
         # ω = 0 everywhere is θ_G itself, not a candidate of the method (the paper tried ω > 0)
@@ -74,12 +79,44 @@ def best_of_each_method(res: Results, skill: str, *, x: str = "general", y: str 
             detail = "ω " + ", ".join(f"{k}={v:g}" for k, v in r["omega_d"].items())
         elif pd.notna(r["data_size"]):
             detail = f"|D_i| = {int(r['data_size']):,}"
+        ranked.append((float(score[i]), len(out)))
         out.append({"method": f"Best {kind_title(kind)}", x: float(r[x]), y: float(r[y]),
                     f"% Δ {x}": dx[i], f"% Δ {y}": dy[i],
                     "training steps": _reported_pool_steps(r) or pool_steps(res, kind, skill),
-                    "detail": detail,
+                    "detail": detail, SEPARABLE: "", **_bounds(r, x, y),
                     "row_id": int(r["row_id"])})
+    _mark_separability(out, ranked, (y,) if criterion == "skill" else (x, y))
     return pd.DataFrame(out, columns=cols)
+
+
+# The best-of-method table's verdict on its winner against the runner-up.
+SEPARABLE = "vs runner-up"
+
+
+def _bounds(row: pd.Series, x: str, y: str) -> dict[str, float]:
+    (xl, xh), (yl, yh) = interval(row, x), interval(row, y)
+    return {f"{x}_lo": xl, f"{x}_hi": xh, f"{y}_lo": yl, f"{y}_hi": yh}
+
+
+def separability(best: Mapping, runner_up: Mapping, axes: tuple[str, ...]) -> str:
+    """"separable" when the 95 % intervals of the two rows are disjoint on some axis the
+    selection looks at, "not separable" when they overlap on every one, "no interval" when an
+    interval is missing and no axis separates them."""
+    verdicts = [overlaps((best[f"{a}_lo"], best[f"{a}_hi"]),
+                         (runner_up[f"{a}_lo"], runner_up[f"{a}_hi"])) for a in axes]
+    if any(v is False for v in verdicts):
+        return "separable"
+    return "no interval" if any(v is None for v in verdicts) else "not separable"
+
+
+def _mark_separability(out: list[dict], ranked: list[tuple[float, int]], axes: tuple[str, ...]) -> None:
+    """Say on the best method's row whether it is separable from the runner-up (the method
+    ranked second by the same selection score)."""
+    if len(ranked) < 2:
+        return
+    (_, first), (_, second) = sorted(ranked, key=lambda t: -t[0])[:2]
+    verdict = separability(out[first], out[second], axes)
+    out[first][SEPARABLE] = f"{verdict} from {out[second]['method']}"
 
 
 def _reported_pool_steps(row: pd.Series) -> float | None:
@@ -101,21 +138,38 @@ def _selection_score(rows: pd.DataFrame, x: str, y: str, gx: float, gy: float,
 
 
 def format_best_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Display form: axis titles, one decimal, thousands separators, no row ids."""
+    """Display form: axis titles, one decimal, thousands separators, no row ids; each axis's
+    95 % interval as text ("40.1–50.2") in a column after the axis."""
     shown = df.drop(columns=["row_id"], errors="ignore").copy()
+    for c in list(shown.columns):
+        if f"{c}_lo" in shown.columns and f"{c}_hi" in shown.columns:
+            text = [interval_text(lo, hi) for lo, hi in zip(shown[f"{c}_lo"], shown[f"{c}_hi"])]
+            shown.insert(shown.columns.get_loc(c) + 1, f"{c} 95 % CI", text)
+            shown = shown.drop(columns=[f"{c}_lo", f"{c}_hi"])
+    text_cols = {"method", "training steps", "detail", SEPARABLE} | {
+        c for c in shown.columns if c.endswith(" 95 % CI")}
     ren = {}
     for c in shown.columns:
         if c.startswith("% Δ "):
             ren[c] = "% Δ " + axis_title(c[4:])
-        elif c not in ("method", "training steps", "detail"):
+        elif c.endswith(" 95 % CI"):
+            ren[c] = axis_title(c[:-len(" 95 % CI")]) + " 95 % CI"
+        elif c not in text_cols:
             ren[c] = axis_title(c)
     for c in shown.columns:
-        if c not in ("method", "detail", "training steps"):
+        if c not in text_cols:
             shown[c] = pd.to_numeric(shown[c], errors="coerce").round(1)
     if "training steps" in shown.columns:
         shown["training steps"] = pd.to_numeric(shown["training steps"], errors="coerce").round().astype("Int64")
     shown = shown.rename(columns=ren)
     return shown
+
+
+def interval_text(lo, hi) -> str:
+    """A 95 % interval for display; "–" when there is none."""
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return "–"
+    return f"{float(lo):.1f}–{float(hi):.1f}"
 
 
 def _singles(res: Results, omegas: Mapping[str, float]) -> dict[str, pd.Series | None]:

@@ -246,7 +246,7 @@ def points_csv(res: Results, axes: list[str]) -> Callable[[], pd.DataFrame]:
     """The experiment's rows with the columns a trade-off chart shows."""
     def make() -> pd.DataFrame:
         cols = ["kind", "skills", "omega", "label", "data_size", "train_steps", "recipe_key",
-                "source", "estimated", *axes]
+                "source", "estimated", *axes, *(f"{a}{b}" for a in axes for b in ("_lo", "_hi"))]
         return res.frame[[c for c in cols if c in res.frame.columns]]
     return make
 

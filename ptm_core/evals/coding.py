@@ -16,7 +16,7 @@ from ptm_core.errors import PTMError
 from ptm_core.evals.passk import pass_at_k
 from ptm_core.evals.prompt_files import file_digest, read_records
 from ptm_core.evals.sandbox import run_tests_batch
-from ptm_core.evals.suite import SuiteResult
+from ptm_core.evals.suite import SuiteResult, result_from_values
 
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 
@@ -86,10 +86,9 @@ class CodingSuite:
                     values.setdefault(f"{key}/{prob.group}", []).append(value)
             details.append({"prompt": prob.prompt, "group": prob.group, "greedy": g_out,
                             "greedy_passed": g_ok, "samples": s_outs, "samples_passed": s_ok})
-        metrics = {k: 100.0 * sum(v) / len(v) for k, v in values.items()}
-        counts = {k: len(v) for k, v in values.items()}
-        return SuiteResult(self.name, self.version, metrics, counts,
-                           time.perf_counter() - start, details)
+        # pass@k's interval: the bootstrap over problems of the per-problem estimator
+        return result_from_values(self.name, self.version, values, time.perf_counter() - start,
+                                  details)
 
     @staticmethod
     def _case(problem: CodeProblem, completion: str) -> tuple[str, str]:

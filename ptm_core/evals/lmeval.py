@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.metadata
+import math
 import sys
 import time
 import weakref
@@ -157,7 +158,8 @@ class LMEvalSuite:
                 log_samples=True)
         metrics, counts = scores_from_results(results)
         return SuiteResult(self.name, self.version, metrics, counts,
-                           time.perf_counter() - start, sample_details(results))
+                           time.perf_counter() - start, sample_details(results),
+                           intervals_from_samples(results, metrics))
 
 
 def scores_from_results(results: dict) -> tuple[dict[str, float], dict[str, int]]:
@@ -180,6 +182,39 @@ def scores_from_results(results: dict) -> tuple[dict[str, float], dict[str, int]
             if n is not None:
                 counts[name] = int(n)
     return metrics, counts
+
+
+def intervals_from_samples(results: dict, metrics: dict[str, float]) -> dict[str, list[float]]:
+    """95 % intervals from lm-eval's per-sample scores (`log_samples=True`): Wilson where every
+    sample scores 0 or 1, else the bootstrap over documents. Only for metrics that are the mean
+    of their per-sample scores (checked against the reported value), so corpus-level metrics
+    (BLEU, F1 over the corpus, perplexity) and groups get none rather than a wrong one."""
+    from ptm_core.evals.intervals import item_interval
+
+    per_item: dict[str, list[float]] = {}
+    scale: dict[str, float] = {}
+    for task, samples in results.get("samples", {}).items():
+        for s in samples:
+            filt = s.get("filter", "none")
+            for metric in s.get("metrics", []):
+                try:
+                    value = float(s.get(metric))
+                except (TypeError, ValueError):  # per-sample lists (inst_level_*), tuples (bleu)
+                    continue
+                name = f"{task}/{metric}" + ("" if filt in ("", "none") else f"/{filt}")
+                per_item.setdefault(name, []).append(value)
+                scale[name] = 100.0 if metric in FRACTION_METRICS else 1.0
+    out = {}
+    for name, values in per_item.items():
+        if name not in metrics or not all(math.isfinite(v) for v in values):
+            continue
+        mean = scale[name] * sum(values) / len(values)
+        if abs(mean - metrics[name]) > 1e-6 * max(1.0, abs(metrics[name])):
+            continue  # not a plain mean of the samples
+        lo, hi = item_interval(values)
+        if math.isfinite(lo) and math.isfinite(hi):
+            out[name] = [scale[name] * lo, scale[name] * hi]
+    return out
 
 
 def sample_details(results: dict) -> list[dict]:

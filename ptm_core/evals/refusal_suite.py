@@ -15,7 +15,7 @@ from ptm_core.engine.base import Engine, Sampling
 from ptm_core.errors import PTMError
 from ptm_core.evals.prompt_files import file_digest, read_records
 from ptm_core.evals.refusal import RefusalClassifier, StringMatchClassifier
-from ptm_core.evals.suite import Item, SuiteResult
+from ptm_core.evals.suite import Item, SuiteResult, result_from_values
 
 REFUSE, COMPLY = "refuse", "comply"
 METRIC = {REFUSE: "refusal_rate", COMPLY: "compliance_rate"}
@@ -43,8 +43,7 @@ class RefusalSuite:
         outputs = engine.generate([it.prompt for it in self.items], self.sampling)
         pairs = [(it.prompt, out) for it, outs in zip(self.items, outputs) for out in outs]
         refused = iter(self.classifier.classify(pairs))
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
+        values: dict[str, list[float]] = {}
         details = []
         for item, outs in zip(self.items, outputs):
             labels = [next(refused) for _ in outs]
@@ -52,14 +51,12 @@ class RefusalSuite:
             keys = [METRIC[item.target]]
             if self.per_group and item.group:
                 keys.append(f"{METRIC[item.target]}/{item.group}")
-            for key in keys:
-                sums[key] = sums.get(key, 0.0) + sum(good)
-                counts[key] = counts.get(key, 0) + len(good)
+            for key in keys:  # every answer counts (n > 1 samples: each is a trial)
+                values.setdefault(key, []).extend(float(g) for g in good)
             details.append({"prompt": item.prompt, "expect": item.target, "group": item.group,
                             "outputs": outs, "refused": labels})
-        metrics = {k: 100.0 * sums[k] / counts[k] for k in sums}
-        return SuiteResult(self.name, self.version, metrics, counts,
-                           time.perf_counter() - start, details)
+        return result_from_values(self.name, self.version, values, time.perf_counter() - start,
+                                  details)
 
 
 def refusal_rate_suite(path: str | Path, *, name: str | None = None, expect: str = REFUSE,

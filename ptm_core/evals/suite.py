@@ -1,6 +1,7 @@
 """A suite is a named, versioned set of prompts with sampling parameters and a scorer.
 
-Every suite yields metrics on a 0-100 scale together with the number of samples behind each.
+Every suite yields metrics on a 0-100 scale together with the number of samples behind each,
+and a 95 % interval for each metric it can give one (`ptm_core.evals.intervals`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ class SuiteResult:
     counts: dict[str, int]  # samples behind each metric
     wall_s: float
     details: list[dict] = field(default_factory=list)  # per-item outputs, for inspection
+    # metric -> [lo, hi], 95 %, 0-100 like the metric; a metric without one has no interval
+    intervals: dict[str, list[float]] = field(default_factory=dict)
 
 
 class Suite(Protocol):
@@ -57,22 +60,26 @@ class PromptSuite:
     def run(self, engine: Engine) -> SuiteResult:
         start = time.perf_counter()
         outputs = engine.generate([it.prompt for it in self.items], self.sampling)
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
+        values: dict[str, list[float]] = {}
         details = []
         for item, outs in zip(self.items, outputs):
             scores = self.scorer(item, outs)
             keys = list(scores)
             for k in keys:
-                _add(sums, counts, k, scores[k])
+                values.setdefault(k, []).append(float(scores[k]))
                 if self.per_group and item.group:
-                    _add(sums, counts, f"{k}/{item.group}", scores[k])
+                    values.setdefault(f"{k}/{item.group}", []).append(float(scores[k]))
             details.append({"prompt": item.prompt, "outputs": outs, "scores": scores})
-        metrics = {k: 100.0 * sums[k] / counts[k] for k in sums}
-        return SuiteResult(self.name, self.version, metrics, counts,
-                           time.perf_counter() - start, details)
+        return result_from_values(self.name, self.version, values, time.perf_counter() - start,
+                                  details)
 
 
-def _add(sums: dict[str, float], counts: dict[str, int], key: str, value: float) -> None:
-    sums[key] = sums.get(key, 0.0) + float(value)
-    counts[key] = counts.get(key, 0) + 1
+def result_from_values(name: str, version: str, values: dict[str, list[float]], wall_s: float,
+                       details: list[dict]) -> SuiteResult:
+    """A SuiteResult from per-item values in [0, 1] per metric: the mean (x100), the number of
+    items and the 95 % interval of each."""
+    from ptm_core.evals.intervals import item_intervals
+
+    metrics = {k: 100.0 * sum(v) / len(v) for k, v in values.items()}
+    counts = {k: len(v) for k, v in values.items()}
+    return SuiteResult(name, version, metrics, counts, wall_s, details, item_intervals(values))

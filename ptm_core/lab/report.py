@@ -39,10 +39,22 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
     return "\n".join(lines)
 
 
+def _with_interval(row, axis: str) -> str:
+    """A lab score with its 95 % interval: "45.0 [40.1–50.2]" (the score alone without one)."""
+    if row is None:
+        return "–"
+    score = _num(row[axis])
+    lo, hi = row.get(f"{axis}_lo"), row.get(f"{axis}_hi")
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return score
+    return f"{score} [{tables.interval_text(lo, hi)}]"
+
+
 def best_rows(res: Results, paper: Results, skill: str, x: str = "general",
               y: Optional[str] = None) -> str:
     """Tables 2-3: θ_G and the best CFT, RT and PTM (by average change on both axes). The lab's
-    θ_G scores 0 on every skill, so its % change is undefined and not shown."""
+    θ_G scores 0 on every skill, so its % change is undefined and not shown. Lab scores carry
+    their 95 % interval; the best row says whether it is separable from the runner-up."""
     y = y or skill
     methods = ("cft", "rt", "ptm")
     lab = tables.best_of_each_method(res, skill, x=x, y=y, methods=methods).set_index("method")
@@ -52,13 +64,15 @@ def best_rows(res: Results, paper: Results, skill: str, x: str = "general",
         a = lab.loc[name] if name in lab.index else None
         b = ref.loc[name] if name in ref.index else None
         cell = lambda r, c, d=1: _num(None if r is None else r[c], d)  # noqa: E731
-        rows.append([name, cell(a, x), cell(a, y), cell(a, "training steps", 0),
+        rows.append([name, _with_interval(a, x), _with_interval(a, y), cell(a, "training steps", 0),
                      a["detail"] if a is not None else "",
+                     a[tables.SEPARABLE] if a is not None else "",
                      cell(b, x), cell(b, y), cell(b, f"% Δ {y}"), cell(b, "training steps", 0)])
     gx, gy = AXIS_NAMES[x], AXIS_NAMES[y]
     return markdown_table(
-        ["", f"lab {gx}", f"lab {gy}", "lab steps", "lab point",
-         f"paper {gx}", f"paper {gy}", f"paper % Δ {gy}", "paper steps"], rows)
+        ["", f"lab {gx} [95 % CI]", f"lab {gy} [95 % CI]", "lab steps", "lab point",
+         "lab best vs runner-up", f"paper {gx}", f"paper {gy}", f"paper % Δ {gy}", "paper steps"],
+        rows)
 
 
 def _paper_rows(table: int) -> dict[str, dict]:
@@ -123,7 +137,9 @@ PREAMBLE = """Each cell is the lab's number, with the paper's in parentheses whe
 "Best" follows the paper's Table 3 rule (average change on both axes; where θ_G scores 0 the
 change is counted in points) among the points measured on the lab's test split (the paper
 selected on validation data). Steps are the cost of each method's pool of models (paper
-Section 2): CFT and RT sum their five runs, PTM pays for θ_D once.
+Section 2): CFT and RT sum their five runs, PTM pays for θ_D once. Lab scores in Tables 2-3
+carry their 95 % interval (Wilson for rates, the bootstrap over items for means); "not
+separable" means the best method's interval overlaps the runner-up's on every axis that chose it.
 """
 
 

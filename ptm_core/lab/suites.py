@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ptm_core.engine.base import Engine, Sampling
-from ptm_core.evals.suite import Item, PromptSuite, SuiteResult
+from ptm_core.evals.suite import Item, PromptSuite, SuiteResult, result_from_values
 from ptm_core.lab.world import WORLD_VERSION, World, build_world
 from ptm_core.lab.world.example import Example, Split
 
@@ -111,8 +111,7 @@ class CodingSuite:
         prompts = [it.prompt for it in self.items]
         greedy = engine.generate(prompts, self.greedy)
         sampled = engine.generate(prompts, self.sampling)
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
+        values: dict[str, list[float]] = {}
         details = []
         # One sandbox pool over every item's programs: per-item pools of ~11 programs left
         # the workers idle between items.
@@ -128,12 +127,11 @@ class CodingSuite:
             for key, value in scores.items():
                 for name in (key, f"{key}/{item.group}" if self.per_group and item.group else None):
                     if name:
-                        sums[name] = sums.get(name, 0.0) + value
-                        counts[name] = counts.get(name, 0) + 1
+                        values.setdefault(name, []).append(value)
             details.append({"prompt": item.prompt, "greedy": g[0], "samples": s, "scores": scores})
-        metrics = {key: 100.0 * sums[key] / counts[key] for key in sums}
-        return SuiteResult(self.name, self.version, metrics, counts,
-                           time.perf_counter() - start, details)
+        # pass@k's interval: the bootstrap over problems of the per-problem estimator
+        return result_from_values(self.name, self.version, values, time.perf_counter() - start,
+                                  details)
 
 
 def _items(examples: Sequence[Example], target: str = "answer", cap: int | None = None) -> list[Item]:

@@ -29,15 +29,16 @@ from ptm_core.store.records import (
     EnqueueOutcome, Job, JobEvent, JobRow, JobSpec, ResultRecord, WorkerRow, utc_now_iso,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: results.intervals
 ACTIVE = ("queued", "running")
 _RESULT_COLUMNS = (
     "key", "experiment", "point_id", "kind", "skills", "omega", "label", "data_size",
     "train_steps", "method", "recipe_key", "recipe_yaml", "heuristic", "suite", "suite_version",
     "suite_options", "axes", "metrics", "counts", "wall_s", "swap_s", "engine", "versions",
-    "sampling", "fingerprints", "source", "created_at",
+    "sampling", "fingerprints", "source", "created_at", "intervals",
 )
-_JSON_COLUMNS = ("suite_options", "axes", "metrics", "counts", "versions", "sampling", "fingerprints")
+_JSON_COLUMNS = ("suite_options", "axes", "metrics", "counts", "versions", "sampling", "fingerprints",
+                 "intervals")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -68,6 +69,7 @@ CREATE TABLE IF NOT EXISTS results (
     fingerprints TEXT NOT NULL,
     source TEXT NOT NULL,
     created_at TEXT NOT NULL,
+    intervals TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (key, experiment)
 );
 CREATE INDEX IF NOT EXISTS results_by_experiment ON results(experiment, point_id);
@@ -290,6 +292,7 @@ class Store:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     con.execute(stmt)
+            _migrate(con)
             if version < SCHEMA_VERSION:
                 con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -430,7 +433,8 @@ class Store:
             from ptm_core.store.jobs import record_for  # local: jobs imports records only
             rec = record_for(spec, metrics=src.metrics, counts=src.counts, wall_s=src.wall_s,
                              swap_s=src.swap_s, engine=src.engine, versions=src.versions,
-                             source=src.source, created_at=src.created_at)
+                             source=src.source, created_at=src.created_at,
+                             intervals=src.intervals)
             self._insert_result(con, rec, None)
         return True
 
@@ -727,12 +731,20 @@ def _event(con: sqlite3.Connection, job_id: int, at: float, status: str, worker:
                 (job_id, at, status, worker, message))
 
 
+def _migrate(con: sqlite3.Connection) -> None:
+    """Bring a store made by an older ptm_core up to this schema (idempotent)."""
+    have = {r[1] for r in con.execute("PRAGMA table_info(results)")}
+    if "intervals" not in have:  # schema 1: results had no intervals
+        con.execute("ALTER TABLE results ADD COLUMN intervals TEXT NOT NULL DEFAULT '{}'")
+
+
 def _record(row: sqlite3.Row) -> ResultRecord:
     d = {c: row[c] for c in _RESULT_COLUMNS}
     for c in _JSON_COLUMNS:
         d[c] = json.loads(d[c])
     d["heuristic"] = bool(d["heuristic"])
-    return ResultRecord(**d)
+    # records stored before intervals existed get the ones their scores determine
+    return ResultRecord(**d).with_derived_intervals()
 
 
 def _job_row(r: sqlite3.Row, now: float) -> JobRow:

@@ -215,12 +215,12 @@ def estimate_from_frame(frame, *, kind: str, skills: str | Sequence[str], axis: 
 
 def estimate_axes(frame, kind: str, omega: Omega, axes: Sequence[str] | None = None, *,
                   min_quadratic_points: int | None = None) -> dict[str, Estimate]:
-    """Estimates of every axis (default: every column after the frame's point columns) for
+    """Estimates of every axis (default: every score column of the frame) for
     the curve of `kind` over the skills named in `omega`. Axes with no measured point on that
     curve are left out."""
-    from ptm_core.store.frame import POINT_COLUMNS
+    from ptm_core.store.frame import score_columns
 
-    axes = list(axes) if axes is not None else [c for c in frame.columns if c not in POINT_COLUMNS]
+    axes = list(axes) if axes is not None else score_columns(frame)
     out = {}
     for axis in axes:
         try:

@@ -18,17 +18,42 @@ KIND_ORDER = ["base", "general", "skill", "ptm", "linear", "wise_ft", "ties", "d
               "dare_linear", "cft", "rt"]
 
 
-def axis_value(exp: Experiment, axis: str, record: ResultRecord) -> float | None:
-    """The score of `axis` in a suite record: the axis's metric, else the suite's only
-    top-level metric, else 'score'."""
+INTERVAL_SUFFIXES = ("_lo", "_hi")
+
+
+def interval_columns(axis: str) -> tuple[str, str]:
+    """The frame's columns of an axis's 95 % interval."""
+    return axis + INTERVAL_SUFFIXES[0], axis + INTERVAL_SUFFIXES[1]
+
+
+def score_columns(frame: pd.DataFrame) -> list[str]:
+    """The frame's axis columns: neither point columns nor an axis's interval bounds."""
+    cols = set(frame.columns)
+    return [c for c in frame.columns if c not in POINT_COLUMNS
+            and not (c.endswith(INTERVAL_SUFFIXES) and c[:-3] in cols)]
+
+
+def axis_metric(exp: Experiment, axis: str, record: ResultRecord) -> str | None:
+    """The metric of `axis` in a suite record: the axis's metric, else the suite's only
+    top-level metric, else 'score' (None when the record has none of them)."""
     metrics = record.metrics
     metric = exp.axes[axis].metric
-    if metric is not None:
-        return metrics.get(metric)
-    top = [k for k in metrics if "/" not in k]
-    if len(top) == 1:
-        return metrics[top[0]]
-    return metrics.get("score")
+    if metric is None:
+        top = [k for k in metrics if "/" not in k]
+        metric = top[0] if len(top) == 1 else "score"
+    return metric if metric in metrics else None
+
+
+def axis_value(exp: Experiment, axis: str, record: ResultRecord) -> float | None:
+    """The score of `axis` in a suite record (see `axis_metric`)."""
+    metric = axis_metric(exp, axis, record)
+    return None if metric is None else record.metrics[metric]
+
+
+def axis_interval(exp: Experiment, axis: str, record: ResultRecord) -> tuple[float, float]:
+    """The 95 % interval of `axis`'s score in a record; NaN when the record has none."""
+    iv = record.intervals.get(axis_metric(exp, axis, record) or "")
+    return (float(iv[0]), float(iv[1])) if iv else (math.nan, math.nan)
 
 
 def _serves(exp: Experiment, axis: str, r: ResultRecord) -> bool:
@@ -47,8 +72,10 @@ def results_frame(store: Any, experiment: Experiment | str) -> pd.DataFrame:
 
     Columns: experiment, kind, skills, omega (JSON {skill: ω} or None), label, data_size,
     train_steps, recipe_key, point_id, method, heuristic, source, then one float column per
-    axis of the experiment (NaN where not measured yet). When a point has several records for
-    one axis (e.g. two suite versions), the experiment's engine and then the newest wins.
+    axis of the experiment (NaN where not measured yet), then `<axis>_lo` and `<axis>_hi` for
+    every axis: the score's 95 % interval (NaN where the record has none). When a point has
+    several records for one axis (e.g. two suite versions), the experiment's engine and then
+    the newest wins, for the score and its interval alike.
     """
     exp = store.get_experiment(experiment) if isinstance(experiment, str) else experiment
     axes = list(exp.axes)
@@ -69,8 +96,10 @@ def results_frame(store: Any, experiment: Experiment | str) -> pd.DataFrame:
             cands = [r for r in recs if _serves(exp, axis, r)]
             vals = [(r, axis_value(exp, axis, r)) for r in sorted(cands, key=lambda r: _preference(exp, r),
                                                                   reverse=True)]
-            vals = [v for _, v in vals if v is not None]
-            row[axis] = float(vals[0]) if vals else math.nan
+            vals = [(r, v) for r, v in vals if v is not None]
+            row[axis] = float(vals[0][1]) if vals else math.nan
+            lo, hi = axis_interval(exp, axis, vals[0][0]) if vals else (math.nan, math.nan)
+            row.update(zip(interval_columns(axis), (lo, hi)))
         rows.append(row)
     for i, ref in enumerate(exp.references):
         if ref.scores is None:
@@ -84,10 +113,12 @@ def results_frame(store: Any, experiment: Experiment | str) -> pd.DataFrame:
         }
         for axis in axes:
             row[axis] = float(ref.scores[axis]) if axis in ref.scores else math.nan
+            row.update(dict.fromkeys(interval_columns(axis), math.nan))  # a reference has none
         rows.append(row)
-    df = pd.DataFrame(rows, columns=POINT_COLUMNS + axes)
+    bounds = [c for a in axes for c in interval_columns(a)]
+    df = pd.DataFrame(rows, columns=POINT_COLUMNS + axes + bounds)
     if df.empty:
-        return df.astype({a: "float64" for a in axes})
+        return df.astype({a: "float64" for a in axes + bounds})
     order = {k: i for i, k in enumerate(KIND_ORDER)}
     df["_k"] = df["kind"].map(lambda k: order.get(k, len(order)))
     df["_w"] = df["omega"].map(lambda o: ",".join(f"{v:+016.6f}" for _, v in sorted(json.loads(o).items()))
@@ -97,7 +128,7 @@ def results_frame(store: Any, experiment: Experiment | str) -> pd.DataFrame:
     df["data_size"] = df["data_size"].astype("Int64")
     df["train_steps"] = df["train_steps"].astype("Int64")
     df["heuristic"] = df["heuristic"].astype(bool)
-    for a in axes:
+    for a in axes + bounds:
         df[a] = df[a].astype("float64")
     return df
 

@@ -126,7 +126,8 @@ def enqueue_points(store: Any, exp: Experiment, points: Sequence[Point],
 def record_for(spec: JobSpec, *, metrics: Mapping[str, float], counts: Mapping[str, int],
                wall_s: float | None, swap_s: float | None, engine: str,
                versions: Mapping[str, str], source: str = "computed",
-               created_at: str = "") -> ResultRecord:
+               created_at: str = "",
+               intervals: Mapping[str, Sequence[float]] | None = None) -> ResultRecord:
     p, c = spec.point, spec.components
     return ResultRecord(
         key=spec.key, experiment=spec.experiment, point_id=p.point_id, kind=p.kind,
@@ -137,7 +138,8 @@ def record_for(spec: JobSpec, *, metrics: Mapping[str, float], counts: Mapping[s
         axes=list(spec.axes), metrics={k: float(v) for k, v in metrics.items()},
         counts={k: int(v) for k, v in counts.items()}, wall_s=wall_s, swap_s=swap_s,
         engine=engine, versions=dict(versions), sampling=dict(c["sampling"]),
-        fingerprints=dict(spec.fingerprints), source=source, created_at=created_at)
+        fingerprints=dict(spec.fingerprints), source=source, created_at=created_at,
+        intervals={k: [float(v[0]), float(v[1])] for k, v in (intervals or {}).items()})
 
 
 @functools.lru_cache(maxsize=1)

@@ -54,6 +54,8 @@ class ResultRecord:
     fingerprints: dict[str, str]  # model reference -> fingerprint
     source: str = "computed"  # computed | cached
     created_at: str = ""
+    # metric -> [lo, hi]: its 95 % interval, 0-100 like the metric; absent: no interval known
+    intervals: dict[str, list[float]] = field(default_factory=dict)
 
     def validate(self) -> "ResultRecord":
         for name in ("key", "experiment", "point_id", "kind", "suite", "suite_version", "engine"):
@@ -70,6 +72,26 @@ class ResultRecord:
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise RecordError(f"result {self.label!r} / suite {self.suite}: count {k!r} = {v!r} "
                                   f"is not a non-negative integer")
+        for k, iv in self.intervals.items():
+            ok = isinstance(iv, (list, tuple)) and len(iv) == 2 and all(
+                not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+                and -1e-9 <= v <= 100 + 1e-9 for v in iv) and iv[0] <= iv[1]
+            if not ok or k not in self.metrics:
+                raise RecordError(f"result {self.label!r} / suite {self.suite}: interval {k!r} = "
+                                  f"{iv!r} is not [lo, hi] in 0-100 for one of its metrics")
+        return self
+
+    def with_derived_intervals(self) -> "ResultRecord":
+        """Fill in the intervals a record stored before intervals existed can have exactly: the
+        Wilson interval of each rate from its score and count. Means without per-item scores
+        (sampled pass@k) stay without one."""
+        from ptm_core.evals.intervals import derive_rate_intervals
+
+        samples = self.sampling.get("n") if isinstance(self.sampling, dict) else None
+        derived = derive_rate_intervals(self.metrics, self.counts, self.intervals,
+                                        samples if isinstance(samples, int) else None)
+        if derived:
+            self.intervals = {**self.intervals, **derived}
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,13 +100,14 @@ class ResultRecord:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ResultRecord":
         names = {f.name for f in fields(cls)}
-        missing = [f.name for f in fields(cls) if f.name not in d and f.name not in ("source", "created_at")]
+        missing = [f.name for f in fields(cls) if f.name not in d
+                   and f.name not in ("source", "created_at", "intervals")]
         if missing:
             raise RecordError(f"result record lacks field(s): {', '.join(missing)}")
         unknown = [k for k in d if k not in names and k != "format"]
         if unknown:
             raise RecordError(f"result record has unknown field(s): {', '.join(unknown)}")
-        return cls(**{k: v for k, v in d.items() if k in names}).validate()
+        return cls(**{k: v for k, v in d.items() if k in names}).with_derived_intervals().validate()
 
 
 @dataclass

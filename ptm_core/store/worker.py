@@ -198,7 +198,8 @@ class Evaluator:
             raise
         wall = time.perf_counter() - start
         record = record_for(spec, metrics=result.metrics, counts=result.counts, wall_s=wall,
-                            swap_s=swap_s, engine=engine_kind, versions=package_versions())
+                            swap_s=swap_s, engine=engine_kind, versions=package_versions(),
+                            intervals=getattr(result, "intervals", None))
         record.validate()
         check_axes_measured(exp, record)
         return record, list(getattr(result, "details", None) or [])
