@@ -53,6 +53,18 @@ lab: $(STAMP)
 	$(BIN)/python -m ptm_core sweep data/lab/lab.yml --methods ties,dare_ties,dare_linear --omegas none --heuristic --pairs --no-baselines --no-references --export
 	$(BIN)/python -m ptm_core lab report --out docs/lab-report.md
 
+# Rebuild the real-model world from nothing (docs/smollm2.md): train what is missing
+# (resumable), materialize the checkpoints, write the experiment, measure the grid, ship it.
+SMOLLM2 := data/smollm2/smollm2.yml
+SMOLLM2_OMEGAS ?= 0.1,0.25,0.5,0.75,1.0
+smollm2: $(STAMP)
+	$(BIN)/python -m ptm_core smollm2 build
+	$(BIN)/python -m ptm_core smollm2 materialize
+	$(BIN)/python -m ptm_core smollm2 experiment
+	$(BIN)/python -m ptm_core sweep $(SMOLLM2) --methods task_arithmetic,linear,wise_ft --omegas $(SMOLLM2_OMEGAS) --heuristic --pairs --export
+	$(BIN)/python -m ptm_core sweep $(SMOLLM2) --methods ties,dare_ties,dare_linear --omegas none --heuristic --pairs --no-baselines --no-references --export
+	$(BIN)/python -m ptm_core lab report --experiment $(SMOLLM2) --out docs/smollm2-report.md
+
 bench: $(STAMP)
 	$(BIN)/python -m ptm_core bench merge
 
