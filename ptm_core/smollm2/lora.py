@@ -38,6 +38,8 @@ class LoraConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.rank <= 0:
+            raise PTMError(f"LoRA rank must be positive, got {self.rank}")
         scale = self.alpha / self.rank
         if scale <= 0 or 2 ** round(math.log2(scale)) != scale:
             raise PTMError(f"LoRA alpha/rank must be a power of two, got {self.alpha}/{self.rank}")
