@@ -115,9 +115,9 @@ def train_lora(model_dir: str | Path, examples: Sequence[Example], cfg: LoraConf
         sched.step()
         opt.zero_grad(set_to_none=True)
         tokens += int(mask.sum())
-        losses.append(float(loss))
+        losses.append(loss.item())
         if progress:
-            progress(step, total, float(loss))
+            progress(step, total, losses[-1])
     state = {k: v.detach().to(torch.bfloat16).contiguous()
              for k, v in get_peft_model_state_dict(model).items()}
     record = {"config": asdict(cfg), "steps": len(losses), "examples": len(examples),
