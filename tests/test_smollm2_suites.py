@@ -156,3 +156,23 @@ def test_the_tasks_follow_the_data_module(monkeypatch):
     docs = list(t.test_docs())
     assert [t.doc_to_text(d) for d in docs] == ["Is the sky blue?", "Is grass red?"]
     assert [t.doc_to_target(d) for d in docs] == [0, 1]
+
+
+@pytest.mark.parametrize("task_id", ["HumanEval/0", "HumanEval/10", "HumanEval/32", "HumanEval/38",
+                                     "HumanEval/50"])
+def test_a_reply_with_only_the_asked_function_passes(task_id):
+    """The canonical solution as a reply that rewrites only the entry point (no imports, none
+    of the helpers the stub defines before it) passes: the suite puts the stub's preamble first."""
+    import re
+
+    from ptm_core.evals.sandbox import run_tests_batch
+
+    suite = get_suite("smollm2_coding")
+    index = next(i for i, d in enumerate(data.coding_test()) if d["id"] == task_id)
+    doc = next(d for d in data._docs("codex_humaneval", "gold_bpb_0shot") if d["task_id"] == task_id)
+    stub = doc["prompt"]
+    function = stub[re.search(rf"^def {doc['entry_point']}\(", stub, re.M).start():]
+    reply = f"Here it is:\n```python\n{function}{doc['canonical_solution']}```\nDone."
+    wrong = f"```python\n{function}    return None\n```"
+    problem = suite.problems[index]
+    assert run_tests_batch([suite._case(problem, reply), suite._case(problem, wrong)]) == [True, False]
