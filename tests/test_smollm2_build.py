@@ -164,3 +164,12 @@ def test_an_unbuilt_run_cannot_be_materialized(world_copy):
                                                     ("coding",), 1.0)])
     with pytest.raises(PTMError, match="'skill-coding' is not built"):
         world.materialize("skill-coding", progress=_quiet)
+
+
+def test_a_partial_model_dir_is_refused_not_overwritten(world_copy):
+    world = _world(world_copy)
+    out = world.model_dir("general")
+    (out / "config.json").unlink()
+    with pytest.raises(PTMError, match="exists but has no config.json"):
+        world.materialize("general", progress=_quiet)
+    assert (out / "model.safetensors").is_file()  # left as it was
