@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -88,3 +89,18 @@ def test_a_missing_file_is_refused_naming_it(tmp_path):
     with pytest.raises(CheckpointError, match="no such GGUF file") as e:
         load_gguf(tmp_path / "absent.gguf")
     assert str(tmp_path / "absent.gguf") in str(e.value)
+
+
+def test_the_world_materializes_pre_from_the_gguf_reproducibly(tiny, tmp_path):
+    """θ_pre through World: dequantized into models/pre, its fingerprint recorded, and the same
+    fingerprint when it is materialized again from nothing."""
+    from ptm_core.smollm2.build import World, fingerprint
+
+    world = World(adapters=tmp_path / "adapters", models=tmp_path / "models",
+                  pre_record=tmp_path / "pre.json", gguf=tiny[2], plan=[])
+    fp = world.record_pre()
+    assert json.loads((tmp_path / "pre.json").read_text()) == {"fingerprint": fp}
+    first = (world.model_dir("pre") / "model.safetensors").read_bytes()
+    shutil.rmtree(world.model_dir("pre"))
+    assert fingerprint(world.materialize("pre", progress=lambda _: None)) == fp
+    assert (world.model_dir("pre") / "model.safetensors").read_bytes() == first
