@@ -125,8 +125,10 @@ class LMEvalSuite:
                        self.limit, self.apply_chat_template)).encode())
         if self.include_path:
             for path in sorted(Path(self.include_path).rglob("*")):
-                if path.is_file():
-                    h.update(str(path.relative_to(self.include_path)).encode())
+                rel = path.relative_to(self.include_path)
+                # not the bytecode Python caches beside a task's .py (`!function`) on first use
+                if path.is_file() and "__pycache__" not in rel.parts and path.suffix != ".pyc":
+                    h.update(str(rel).encode())
                     h.update(path.read_bytes())
         return "lmeval-" + h.hexdigest()[:12]
 

@@ -91,6 +91,9 @@ class World:
         out = self.model_dir(name)
         want = self._recorded_fingerprint(name)
         if not (out / "config.json").is_file():
+            if out.exists():  # not ours to delete: it may hold someone's work
+                raise PTMError(f"{out} exists but has no config.json (not a whole checkpoint): "
+                               f"move it aside to materialize {name!r}")
             if name == "pre":
                 self._materialize_pre(out, progress)
             else:

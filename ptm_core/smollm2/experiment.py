@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from ptm_core.atomic import write_text
+from ptm_core.errors import PTMError
 from ptm_core.smollm2 import data
 from ptm_core.smollm2.build import REPO, World
 
@@ -28,6 +29,11 @@ AXES = {
 def smollm2_experiment(world: World, dest: Path = DEST, name: str = "smollm2") -> dict:
     rel = lambda run: os.path.relpath(world.model_dir(run), dest)  # noqa: E731
     rec = {n: world.record(n) for n in world.plan}
+    needed = ["general", *(f"skill-{s}" for s in data.SKILLS)]
+    missing = [n for n in needed if rec.get(n) is None]
+    if missing:
+        raise PTMError(f"the experiment needs θ_G and every θ_D; not built yet: {', '.join(missing)} "
+                       "(`python -m ptm_core smollm2 build --max-priority 0` trains them)")
     steps = lambda n: int(rec[n]["train"]["steps"])  # noqa: E731
     references = []
     for run_name, spec in world.plan.items():

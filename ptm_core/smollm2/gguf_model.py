@@ -7,6 +7,7 @@ directory is an ordinary checkpoint that vLLM, the merge engine and transformers
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 from ptm_core.atomic import staging_dir
@@ -19,13 +20,13 @@ def load_gguf(path: str | os.PathLike):
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such GGUF file")
+        raise CheckpointError(str(path), "no such GGUF file")
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
                                                      dtype="float32")
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    except (ValueError, OSError, KeyError) as e:
-        raise CheckpointError(f"{path}: cannot be read as GGUF ({type(e).__name__}: {e})") from None
+    except (ValueError, OSError, KeyError, struct.error) as e:  # struct.error: a truncated file
+        raise CheckpointError(str(path), f"cannot be read as GGUF ({type(e).__name__}: {e})") from None
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config

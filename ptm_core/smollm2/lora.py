@@ -38,6 +38,8 @@ class LoraConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.rank <= 0:
+            raise PTMError(f"LoRA rank must be positive, got {self.rank}")
         scale = self.alpha / self.rank
         if scale <= 0 or 2 ** round(math.log2(scale)) != scale:
             raise PTMError(f"LoRA alpha/rank must be a power of two, got {self.alpha}/{self.rank}")
@@ -135,7 +137,7 @@ def train_lora(model_dir: str | Path, examples: Sequence[Example], cfg: LoraConf
         tokens += int(mask.sum())
         losses.append(loss.item())
         if progress:
-            progress(step, total, float(loss))
+            progress(step, total, losses[-1])
     state = {k: v.detach().to(torch.bfloat16).contiguous()
              for k, v in get_peft_model_state_dict(model).items()}
     record = {"config": asdict(cfg), "steps": len(losses), "examples": len(examples),

@@ -43,17 +43,21 @@ def science(**_: Any):
     return _lmeval("smollm2_science", "smollm2_sciriff_yesno")
 
 
-def _imports(stub: str) -> str:
-    """The stub's import lines: a reply that rewrites the whole function often drops them."""
-    return "\n".join(l for l in stub.splitlines() if re.match(r"\s*(import|from)\s", l))
+def _preamble(stub: str, entry_point: str) -> str:
+    """What the stub gives before the function to write: its imports and, in four problems
+    (HumanEval/10, 32, 38, 50), helper functions the tests or the solution call. A reply that
+    rewrites only the asked-for function drops them."""
+    return stub[: re.search(rf"^def {re.escape(entry_point)}\(", stub, re.M).start()].strip()
 
 
 def coding(max_tokens: int = 192, timeout_s: float = 5.0, **_: Any):
     from ptm_core.evals.coding import CodeProblem, CodingSuite
 
-    problems = [CodeProblem(prompt=d["prompt"], tests=d["tests"], setup=_imports(d["stub"]))
+    problems = [CodeProblem(prompt=d["prompt"], tests=d["tests"],
+                            setup=_preamble(d["stub"], d["entry_point"]))
                 for d in data.coding_test()]
-    return CodingSuite(name="smollm2_coding", version=f"humaneval-{VERSION}", problems=problems,
+    # s1 -> s2: the stub's helper functions, not only its imports, go before the reply
+    return CodingSuite(name="smollm2_coding", version="humaneval-s2", problems=problems,
                        sampling=Sampling(temperature=0.0, n=1, max_tokens=max_tokens),
                        k=1, sampled=False, timeout_s=timeout_s)
 
