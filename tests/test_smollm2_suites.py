@@ -42,8 +42,20 @@ def test_lmeval_suites_build_with_their_names_and_stable_versions():
         suite = get_suite(name)
         assert suite.name == name and suite.tasks == [task]
         assert suite.apply_chat_template and not suite.include_defaults
-        assert suite.version.endswith(f"-{suites.VERSION}")
+        assert f"-{suites.VERSION}-" in suite.version
         assert get_suite(name).version == suite.version
+
+
+def test_versions_change_with_the_test_items(monkeypatch):
+    """Editing the split, a size or the prompt format must never reuse cached scores."""
+    before = {n: get_suite(n).version for n in ("smollm2_general", "smollm2_science",
+                                               "smollm2_coding", "smollm2_safety")}
+    monkeypatch.setitem(data.TEST_SIZES, "general", data.TEST_SIZES["general"] - 1)
+    monkeypatch.setitem(data.TEST_SIZES, "science", data.TEST_SIZES["science"] - 1)
+    monkeypatch.setitem(data.TEST_SIZES, "coding", data.TEST_SIZES["coding"] - 1)
+    monkeypatch.setitem(data.TEST_SIZES, "safety", data.TEST_SIZES["safety"] - 1)
+    after = {n: get_suite(n).version for n in before}
+    assert all(after[n] != before[n] for n in before), (before, after)
 
 
 def test_coding_suite_holds_humaneval_with_its_imports():

@@ -26,21 +26,30 @@ XSTEST_DEFAULT = REPO.parent / "shared" / "data" / "xstest" / "xstest_prompts.cs
 VERSION = "s1"
 
 
-def _lmeval(name: str, task: str):
+def _items_digest(items) -> str:
+    """Part of every version: the test items themselves (rebuilt from the packages), so a change
+    of split, size or prompt format can never reuse cached scores."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _lmeval(name: str, task: str, items):
     from ptm_core.evals.lmeval import LMEvalSuite
 
     suite = LMEvalSuite([task], include_path=TASKS_DIR, include_defaults=False,
                         apply_chat_template=True, name=name)
-    suite.version = f"{suite.version}-{VERSION}"
+    suite.version = f"{suite.version}-{VERSION}-{_items_digest(items)}"
     return suite
 
 
 def general(**_: Any):
-    return _lmeval("smollm2_general", "smollm2_arc_easy")
+    return _lmeval("smollm2_general", "smollm2_arc_easy", data.general_test())
 
 
 def science(**_: Any):
-    return _lmeval("smollm2_science", "smollm2_sciriff_yesno")
+    return _lmeval("smollm2_science", "smollm2_sciriff_yesno", data.science_test())
 
 
 def _preamble(stub: str, entry_point: str) -> str:
@@ -57,7 +66,7 @@ def coding(max_tokens: int = 192, timeout_s: float = 5.0, **_: Any):
                             setup=_preamble(d["stub"], d["entry_point"]))
                 for d in data.coding_test()]
     # s1 -> s2: the stub's helper functions, not only its imports, go before the reply
-    return CodingSuite(name="smollm2_coding", version="humaneval-s2", problems=problems,
+    return CodingSuite(name="smollm2_coding", version=f"humaneval-s2-{_items_digest([p.__dict__ for p in problems])}", problems=problems,
                        sampling=Sampling(temperature=0.0, n=1, max_tokens=max_tokens),
                        k=1, sampled=False, timeout_s=timeout_s)
 
@@ -67,7 +76,7 @@ def safety(max_tokens: int = 64, **_: Any):
     from ptm_core.evals.suite import Item
 
     items = [Item(prompt=p, target=REFUSE) for p in data.safety_test()]
-    return RefusalSuite(name="smollm2_safety", version=f"harmbench-{VERSION}", items=items,
+    return RefusalSuite(name="smollm2_safety", version=f"harmbench-{VERSION}-{_items_digest([i.prompt for i in items])}", items=items,
                         sampling=Sampling(max_tokens=max_tokens))
 
 
