@@ -91,8 +91,9 @@ def load(text: str | bytes, source: str, error_cls: Type[PTMError] = PTMError) -
         text = decode(text, source, error_cls)
     elif len(text) > MAX_BYTES:
         raise error_cls(f"{source}: {len(text)} characters is too large (at most {MAX_BYTES})")
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)  # the reader already refuses control characters here
         return loader.get_single_data()
     except yaml.YAMLError as e:
         raise error_cls(f"{source} is not valid YAML: {shorten(' '.join(str(e).split()))}") from None
@@ -100,4 +101,5 @@ def load(text: str | bytes, source: str, error_cls: Type[PTMError] = PTMError) -
         # PyYAML's constructors raise these for e.g. an impossible date (2020-13-45)
         raise error_cls(f"{source} is not valid YAML: {shorten(e)}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

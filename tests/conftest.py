@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 
 import pytest
 
@@ -11,6 +12,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Checkpoint fingerprints remember file hashes in a cache file: the tests keep theirs private.
+os.environ.setdefault("PTM_CACHE_DIR", tempfile.mkdtemp(prefix="ptm-test-cache-"))
 
 
 def _has_cuda() -> bool:

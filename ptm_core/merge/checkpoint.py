@@ -17,6 +17,7 @@ import torch
 
 from ptm_core import safe_json
 from ptm_core.errors import CheckpointError
+from ptm_core.merge.file_hash import file_sha256
 from ptm_core.merge.safetensors_io import SafetensorsFile, SafetensorsFormatError, TensorInfo
 
 INDEX_NAME = "model.safetensors.index.json"
@@ -24,9 +25,10 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _MAX_JSON = 16 * 1024 * 1024  # config.json and the shard index are KiBs; tokenizers are separate
 _CONFIG_INTS = ("num_hidden_layers", "n_layer")
-# Fingerprint samples: enough evenly spaced blocks that any finetuning shows up, while
-# reading a few MiB per model instead of all of it (the merge reads everything once anyway).
-_SAMPLES, _BLOCK = 64, 4096
+# Fingerprints hash every byte (version 1 sampled 64 blocks and could miss an edit between them).
+FINGERPRINT_SCHEME = "ptm-fingerprint/2"
+# Descriptions, not inputs: a model card or the recipe a merge was made from do not change outputs.
+_NOT_IDENTITY = frozenset({"README.md", "mergekit_config.yml", "merge_recipe.yml"})
 
 
 def resolve_model_dir(ref: str) -> Path:
@@ -179,22 +181,23 @@ class Checkpoint:
         return sum(self.info(n).nbytes for n in self._where)
 
     def fingerprint(self) -> str:
-        """Identifies the weights without reading them all: every shard's header (names,
-        dtypes, shapes, offsets) and size, plus evenly spaced blocks of its data."""
+        """Identifies the model by the full content of every file that can change its outputs:
+        each weight shard and each support file (config, tokenizer, generation config). Each
+        file is hashed once and remembered while unchanged (merge/file_hash.py)."""
         if self._fingerprint is None:
             self._fingerprint = self._compute_fingerprint()
         return self._fingerprint
 
     def _compute_fingerprint(self) -> str:
-        h = hashlib.sha256()
-        for shard in sorted(self._files):
-            f = self._files[shard]
-            h.update(shard.encode() + b"\0" + f.header_bytes())
-            start, end = f.data_region()
-            h.update(str(end - start).encode())
-            span = max(end - start - _BLOCK, 0)
-            for i in range(_SAMPLES):
-                h.update(f.pread(_BLOCK, start + span * i // max(_SAMPLES - 1, 1)))
+        h = hashlib.sha256(FINGERPRINT_SCHEME.encode() + b"\0")
+        files = {shard: self.path / shard for shard in self._files}
+        files.update({p.name: p for p in self.support_files() if p.name not in _NOT_IDENTITY})
+        for name in sorted(files):
+            try:
+                digest = file_sha256(files[name])
+            except OSError as e:
+                raise CheckpointError(self.name, f"{name}: cannot read: {e.strerror or e}") from None
+            h.update(name.encode() + b"\0" + digest.encode() + b"\0")
         return h.hexdigest()[:16]
 
     def support_files(self) -> list[Path]:

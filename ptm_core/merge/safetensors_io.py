@@ -87,18 +87,6 @@ class SafetensorsFile:
             return torch.empty(shape, dtype=info.dtype)
         return torch.frombuffer(buf, dtype=info.dtype).reshape(shape)
 
-    def header_bytes(self) -> bytes:
-        """The raw header, cheap to hash: it pins names, dtypes, shapes and offsets."""
-        (n,) = struct.unpack("<Q", os.pread(self._fd, 8, 0))
-        return os.pread(self._fd, n, 8)
-
-    def data_region(self) -> tuple[int, int]:
-        (n,) = struct.unpack("<Q", os.pread(self._fd, 8, 0))
-        return 8 + n, os.fstat(self._fd).st_size
-
-    def pread(self, size: int, offset: int) -> bytes:
-        return os.pread(self._fd, size, offset)
-
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
