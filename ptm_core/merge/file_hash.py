@@ -66,6 +66,13 @@ def _remember(key: str, stamp: list[int], digest: str) -> None:
         pass  # read-only home: hash again next time
 
 
+def _hash_stream(f) -> str:  # noqa: ANN001 - a binary file object
+    h = hashlib.sha256()
+    while chunk := f.read(_CHUNK):
+        h.update(chunk)
+    return h.hexdigest()
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """Hex sha256 of the file's bytes (read once per change of the file; see module doc)."""
     key = str(Path(path).resolve())
@@ -78,11 +85,8 @@ def file_sha256(path: str | os.PathLike) -> str:
         entry = _load(cache_path()).get(key)
         if _valid(entry) and entry["stamp"] == before:
             return entry["sha256"]
-        h = hashlib.sha256()
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
+        digest = _hash_stream(f)
         after = _stamp(os.fstat(f.fileno()))
-    digest = h.hexdigest()
     if after == before:  # not written to while we read it: safe to remember
         _remember(key, before, digest)
     return digest
