@@ -192,7 +192,7 @@ _headers = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # examples: conftest profile
 @given(header=_headers, data=st.binary(max_size=64), declared=st.one_of(st.none(), st.integers(0, 2**64 - 1)))
 def test_fuzz_header_reader(tmp_path, header, data, declared):
     n = len(header) if declared is None else declared

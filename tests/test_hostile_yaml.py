@@ -136,7 +136,7 @@ _ODD = ["2001-13-45", "2001-01-01", "!!binary aGk=", "~", "1_0", ".inf", ".nan",
         "'true'", "[]", "{}", "[1, [2]]", "{value: 1}", "[{filter: x, value: '0.5'}]",
         "[{filter: [1], value: 2}]", "1e400", "99999999999999999999999999", "!!set {a}",
         "!!omap [a: 1]", "!!timestamp 2001-01-01", "!!float 1", "!!int '0x'", "'0.5'", "-0", "0"]
-FUZZ = settings(max_examples=200, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(suppress_health_check=[HealthCheck.too_slow])  # examples: conftest profile
 _yamlish = st.one_of(
     st.binary(max_size=300),
     st.text(alphabet=st.sampled_from(list("abc:-[]{}&*!|>'\"#,?<=%@`\n 0123456789._")),
