@@ -13,7 +13,9 @@ and YAML 1.1 reads `1_0` as 10, `1:30` as 90 and `010` as 8. Here:
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from typing import Any, Type
 
 import yaml
@@ -83,6 +85,16 @@ def decode(data: bytes, source: str, error_cls: Type[PTMError] = PTMError) -> st
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise error_cls(f"{source}: not UTF-8 text (invalid byte at offset {e.start})") from None
+
+
+def read_file(path: str | os.PathLike, error_cls: Type[PTMError] = PTMError) -> str:
+    """The UTF-8 text of a user file, reading at most MAX_BYTES + 1 bytes. OSError (missing,
+    unreadable) is left to the caller; a FIFO or device is refused instead of blocking."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise error_cls(f"{path}: not a regular file")
+        return decode(f.read(MAX_BYTES + 1), str(path), error_cls)
 
 
 def load(text: str | bytes, source: str, error_cls: Type[PTMError] = PTMError) -> Any:

@@ -174,3 +174,23 @@ def test_fuzz_experiment_parser(data):
     except PTMError:
         return
     e.content_hash()
+
+
+@pytest.mark.parametrize("reader", ["ptm_core.merge.recipe:Recipe.from_file",
+                                    "ptm_core.store.experiment:Experiment.load"])
+def test_a_fifo_named_as_the_file_does_not_block(tmp_path, reader):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    fifo = tmp_path / "r.yml"
+    os.mkfifo(fifo)
+    module, func = reader.split(":")
+    cls, meth = func.split(".")
+    code = (f"from {module} import {cls}\nfrom ptm_core.errors import PTMError\n"
+            f"try:\n    {cls}.{meth}({str(fifo)!r})\nexcept PTMError as e:\n    print(e)")
+    # a child process, so that a reader that blocks on the FIFO fails the test instead of hanging it
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert "not a regular file" in out.stdout, out.stderr

@@ -136,11 +136,10 @@ class Recipe(_Strict):
     @classmethod
     def from_file(cls, path: str | Path) -> "Recipe":
         try:
-            with open(path, "rb") as f:  # at most one byte past the limit, never a huge file
-                data = f.read(safe_yaml.MAX_BYTES + 1)
+            text = safe_yaml.read_file(path, RecipeError)  # bounded; UTF-8; no FIFO
         except OSError as e:
             raise RecipeError(f"cannot read recipe {path}: {e.strerror}") from None
-        return cls.from_yaml(safe_yaml.decode(data, str(path), RecipeError), source=str(path))
+        return cls.from_yaml(text, source=str(path))
 
     @classmethod
     def parse(cls, data: dict, source: str = "recipe") -> "Recipe":

@@ -220,8 +220,7 @@ class Experiment(_Strict):
         if roots is not None:
             p = _confine_any(p, roots, "experiment file")
         try:
-            with open(p, "rb") as f:  # at most one byte past the limit, never a huge file
-                text = safe_yaml.decode(f.read(safe_yaml.MAX_BYTES + 1), str(path), ExperimentError)
+            text = safe_yaml.read_file(p, ExperimentError)  # bounded; UTF-8; no FIFO
         except FileNotFoundError:
             raise ExperimentError(f"{path}: no such experiment file") from None
         except OSError as e:
