@@ -134,3 +134,39 @@ def test_models_json_paths_are_confined(tmp_path, monkeypatch):
     (path.parent / "models.json").write_text('{"general": ["x"]}')
     with pytest.raises(data.AppDataError, match="models.json"):
         data.open_source(str(path)).models()
+
+
+def test_store_on_a_read_only_file_system(tmp_path, shipped):
+    """A real read-only mount (user and mount namespaces via util-linux `unshare`): the store
+    gives one message with the remedy, and the app shows the shipped results."""
+    import shutil
+    import subprocess
+    import sys
+    import textwrap
+
+    if not shutil.which("unshare"):
+        pytest.skip("needs util-linux unshare")
+    ro = tmp_path / "ro"
+    good_store(ro / "store.sqlite")
+    code = textwrap.dedent(f"""
+        import os
+        from ptm_core.store.db import Store, StoreError
+        from ptm_core.app import data
+        try:
+            Store({str(ro / "store.sqlite")!r})
+        except StoreError as e:
+            print("STORE:", e)
+        os.environ["PTM_STORE"] = {str(ro / "store.sqlite")!r}
+        src = data.open_source({str(shipped)!r})
+        print("ROWS:", int((src.results().frame["kind"] == "ptm").sum()), src.can_queue())
+    """)
+    mount = f"mount --bind {ro} {ro} && mount -o remount,ro,bind {ro} {ro}"
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"{mount} && ! touch {ro}/x"],
+                           capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a read-only mount here: {probe.stderr.decode()[:200]}")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run(["unshare", "-rm", "sh", "-c", f'{mount} && exec "$0" -c "$1"',
+                          sys.executable, code], capture_output=True, text=True, timeout=120, env=env)
+    assert "STORE:" in out.stdout and "not writable" in out.stdout, out.stdout + out.stderr
+    assert "ROWS: 3 False" in out.stdout, out.stdout + out.stderr
