@@ -116,7 +116,7 @@ def test_a_fifo_in_place_of_a_shard_does_not_block(tmp_path):
     code = ("from ptm_core.merge.safetensors_io import SafetensorsFile as S, SafetensorsFormatError as E\n"
             f"try:\n    S({str(f)!r})\nexcept E as e:\n    print(e)")
     # a child process, so that a reader that blocks on the FIFO fails the test instead of hanging it
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert "regular file" in out.stdout, out.stderr
 

@@ -191,6 +191,6 @@ def test_a_fifo_named_as_the_file_does_not_block(tmp_path, reader):
     code = (f"from {module} import {cls}\nfrom ptm_core.errors import PTMError\n"
             f"try:\n    {cls}.{meth}({str(fifo)!r})\nexcept PTMError as e:\n    print(e)")
     # a child process, so that a reader that blocks on the FIFO fails the test instead of hanging it
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert "not a regular file" in out.stdout, out.stderr
