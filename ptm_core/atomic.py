@@ -93,6 +93,8 @@ def staging_dir(final: str | os.PathLike, *, force: bool = False) -> Iterator[Pa
     first.
     """
     final = Path(final)
+    if final.is_symlink():  # replacing it would swap the link, not what it points to: refuse
+        raise FileExistsError(f"{final} is a symbolic link; refusing to replace it")
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=final.parent))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 
 import pytest
 
@@ -11,6 +12,18 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Property-based fuzzing (tests/test_hostile_*.py): ~200 examples per property keeps the suite
+# fast; HYPOTHESIS_PROFILE=thorough runs 10x more. No example database is written (hermetic).
+try:
+    from hypothesis import settings as _hypothesis
+
+    _hypothesis.register_profile("ptm", max_examples=200, deadline=2000, database=None)
+    _hypothesis.register_profile("thorough", max_examples=2000, deadline=2000, database=None)
+    _hypothesis.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ptm"))
+except ImportError:  # hypothesis is in requirements.txt; without it only the fuzz tests fail
+    pass
+# Checkpoint fingerprints remember file hashes in a cache file: the tests keep theirs private.
+os.environ.setdefault("PTM_CACHE_DIR", tempfile.mkdtemp(prefix="ptm-test-cache-"))
 
 
 def _has_cuda() -> bool:

@@ -227,13 +227,15 @@ def tiny_models(tmp_path_factory):
     return family(root, names=("pre", "general", "science", "coding", "safety"))
 
 
-def test_export_writes_a_checkpoint_that_loads(tmp_path, env, tiny_models):
+def test_export_writes_a_checkpoint_that_loads(tmp_path, env, tiny_models, monkeypatch):
     pytest.importorskip("ptm_core.merge.export")
     import torch
     from transformers import AutoModelForCausalLM
 
     models = {"base": tiny_models["pre"], **{k: v for k, v in tiny_models.items() if k != "pre"}}
     env(testkit.write_frame_experiment(tmp_path, models=models))
+    # models.json paths must lie under the allowed roots: the models' directory is one
+    monkeypatch.setenv("PTM_APP_ROOTS", str(tiny_models["pre"].parent))
     at = run_page(tmp_path, "merge")
     for s in ("coding", "safety"):
         at.select_slider(key=f"merge:omega:{s}:ptm").set_value(0.0)
@@ -269,9 +271,10 @@ def test_export_name_cannot_escape_the_export_dir(tmp_path, env, tiny_models):
     assert not (tmp_path.parent / "evil").exists()
 
 
-def test_weight_space_heatmaps_from_checkpoints(tmp_path, env, tiny_models):
+def test_weight_space_heatmaps_from_checkpoints(tmp_path, env, tiny_models, monkeypatch):
     models = {"base": tiny_models["pre"], **{k: v for k, v in tiny_models.items() if k != "pre"}}
     env(testkit.write_frame_experiment(tmp_path, models=models))
+    monkeypatch.setenv("PTM_APP_ROOTS", str(tiny_models["pre"].parent))  # models.json is confined
     at = run_page(tmp_path, "interference")
     assert not at.exception and not at.error
     titles = [s["layout"]["title"]["text"] for s in plotly_specs(at)]

@@ -127,7 +127,10 @@ def export_path(name: str, export_dir: str | os.PathLike) -> Path:
     name = (name or "").strip()
     if not _SAFE_NAME.match(name) or name in (".", ".."):
         raise AppDataError("export name must be 1-100 letters, digits, '_', '-' or '.', starting "
-                           f"with a letter or digit (got {name!r})")
+                           f"with a letter or digit (got {name[:100]!r})")
+    if (Path(export_dir) / name).is_symlink():  # confine() would resolve it to its target
+        raise AppDataError(f"export {name!r} is a symbolic link in {export_dir}; refusing to "
+                           "replace what it points to")
     return confine(Path(export_dir) / name, export_dir)
 
 
@@ -203,6 +206,7 @@ class ExperimentSource:
     ref: str = ""
     title: str = ""
     read_only: bool = True
+    notice: str = ""  # shown above every page, e.g. why the store could not be used
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -320,9 +324,10 @@ class PaperSource(ExperimentSource):
 class FrameFileSource(ExperimentSource):
     """A results CSV (results-frame columns), optionally with models.json beside it."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, roots=None):
         super().__init__()
         self.path = path
+        self.roots = tuple(roots) if roots else (path.parent,)  # where models.json may point
         self.ref = str(path)
         self.title = path.stem if path.name != "results.csv" else path.parent.name
 
@@ -345,11 +350,21 @@ class FrameFileSource(ExperimentSource):
         mj = self.path.parent / "models.json"
         if not mj.is_file():
             return {}
+        from ptm_core import safe_json
         try:
-            raw = json.loads(mj.read_text())
-        except json.JSONDecodeError as e:
-            raise AppDataError(f"{mj}: not valid JSON: {e}") from None
-        return {str(k): str((mj.parent / v).resolve()) for k, v in raw.items()}
+            with open(mj, "rb") as f:
+                raw = safe_json.loads(f.read(1 << 20), max_bytes=(1 << 20) - 1)
+        except (OSError, safe_json.JSONFormatError) as e:
+            raise AppDataError(f"{mj}: cannot read: {e}") from None
+        if not isinstance(raw, dict) or not all(isinstance(v, str) and v for v in raw.values()):
+            raise AppDataError(f"{mj}: must be a JSON object of role -> checkpoint path")
+        out = {}
+        for role, ref in raw.items():  # confined like every user-given path
+            try:
+                out[str(role)] = str(confine_any(mj.parent / ref, self.roots))
+            except AppDataError as e:
+                raise AppDataError(f"{mj}: {str(role)[:40]!r}: {e}") from None
+        return out
 
 
 # How a StoreSource builds recipes, resolves suites and fingerprints models. None: the real
@@ -381,9 +396,15 @@ class StoreSource(ExperimentSource):
     @property
     def store(self):
         if self._store is None:
-            from ptm_core.store.db import Store
-            self._store = Store.open_default() if self._store_path is None else Store(
-                self._store_path, cached_dir=_cached_dir())
+            from ptm_core.store.db import Store, StoreError
+            try:
+                self._store = Store.open_default() if self._store_path is None else Store(
+                    self._store_path, cached_dir=_cached_dir())
+            except StoreError as e:  # damaged, locked or read-only: still show what is shipped
+                self._store = _shipped_only_store(e)
+                self.read_only = True
+                self.notice = (f"{e}. Showing only the shipped results (cached_runs/); new "
+                               "points cannot be queued until the store works.")
         return self._store
 
     def skills_order(self) -> list[str]:
@@ -409,7 +430,8 @@ class StoreSource(ExperimentSource):
         return m
 
     def can_queue(self) -> bool:
-        return True
+        self.store  # opening it tells whether it can take jobs
+        return not self.read_only
 
     def _point(self, req: MergeRequest):
         from ptm_core.store import points
@@ -522,6 +544,27 @@ def jobs_frame(rows) -> pd.DataFrame:
     return pd.DataFrame(out, columns=JOB_COLUMNS)
 
 
+_SHIPPED_ONLY: dict[str, Any] = {}
+
+
+def _shipped_only_store(problem: Exception):
+    """A private store in the temp directory holding only cached_runs/ (one per process), for
+    when the real store cannot be opened; AppDataError when even that fails."""
+    import tempfile
+
+    from ptm_core.store.db import Store, StoreError
+    cached = _cached_dir()
+    key = str(cached)
+    if key not in _SHIPPED_ONLY:
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix="ptm-shipped-results-"))
+            _SHIPPED_ONLY[key] = Store(tmp / "store.sqlite", cached_dir=cached)
+        except (OSError, StoreError) as e:
+            raise AppDataError(f"{problem}; the shipped results could not be loaded either: "
+                               f"{e}") from None
+    return _SHIPPED_ONLY[key]
+
+
 def _cached_dir() -> Path | None:
     try:
         from ptm_core.store.db import default_cached_dir
@@ -554,7 +597,7 @@ def open_source(ref: str, cfg: Settings | None = None) -> ExperimentSource:
     if not path.exists():
         raise AppDataError(f"{ref!r}: no such file")
     if path.suffix.lower() == ".csv":
-        return FrameFileSource(path)
+        return FrameFileSource(path, cfg.roots)
     if path.suffix.lower() in (".yaml", ".yml"):
         return StoreSource(path, cfg.roots, cfg.store_path, cfg.worker_stale_s)
     raise AppDataError(f"{ref!r}: expected an experiment YAML file or a results CSV")

@@ -115,6 +115,8 @@ def header(title: str, source: data.ExperimentSource, res: Results) -> None:
     n = len(res.frame)
     st.caption(f"Experiment: **{source.title}** · {n} evaluated point{'s' * (n != 1)}"
                + (" · read-only" if source.read_only else ""))
+    if source.notice:
+        st.warning(source.notice, icon=":material/warning:")
 
 
 def open_page(title: str) -> tuple[data.ExperimentSource, Results]:

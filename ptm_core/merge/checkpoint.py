@@ -8,23 +8,27 @@ arbitrary code, and every model we merge can be converted to safetensors once.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import torch
 
+from ptm_core import safe_json
 from ptm_core.errors import CheckpointError
+from ptm_core.merge.file_hash import file_sha256
 from ptm_core.merge.safetensors_io import SafetensorsFile, SafetensorsFormatError, TensorInfo
 
 INDEX_NAME = "model.safetensors.index.json"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-# Fingerprint samples: enough evenly spaced blocks that any finetuning shows up, while
-# reading a few MiB per model instead of all of it (the merge reads everything once anyway).
-_SAMPLES, _BLOCK = 64, 4096
+_MAX_JSON = 16 * 1024 * 1024  # config.json and the shard index are KiBs; tokenizers are separate
+_CONFIG_INTS = ("num_hidden_layers", "n_layer")
+# Fingerprints hash every byte (version 1 sampled 64 blocks and could miss an edit between them).
+FINGERPRINT_SCHEME = "ptm-fingerprint/2"
+# Descriptions, not inputs: a model card or the recipe a merge was made from do not change outputs.
+_NOT_IDENTITY = frozenset({"README.md", "mergekit_config.yml", "merge_recipe.yml"})
 
 
 def resolve_model_dir(ref: str) -> Path:
@@ -72,6 +76,7 @@ class Checkpoint:
             self._files[shard] = f
             for tname in f.infos:
                 if tname in self._where:
+                    self.close()
                     raise CheckpointError(ref, "tensor appears in two shards", tname)
                 self._where[tname] = shard
 
@@ -79,22 +84,46 @@ class Checkpoint:
     def open(cls, ref: str) -> "Checkpoint":
         return cls(ref, resolve_model_dir(ref))
 
-    def _read_config(self) -> dict:
-        cfg = self.path / "config.json"
-        if not cfg.is_file():
-            raise CheckpointError(self.name, "has no config.json (not a Hugging Face model directory)")
+    def _read_json(self, name: str) -> object:
+        """A small JSON file of the model: strict (UTF-8, no duplicate keys), bounded."""
         try:
-            return json.loads(cfg.read_text())
-        except json.JSONDecodeError as e:
-            raise CheckpointError(self.name, f"config.json is not valid JSON: {e}") from None
+            with open(self.path / name, "rb") as f:
+                return safe_json.loads(f.read(_MAX_JSON + 1), max_bytes=_MAX_JSON)
+        except safe_json.JSONFormatError as e:
+            raise CheckpointError(self.name, f"{name}: {e}") from None
+        except OSError as e:
+            raise CheckpointError(self.name, f"{name}: cannot read: {e.strerror or e}") from None
+
+    def _read_config(self) -> dict:
+        if not (self.path / "config.json").is_file():
+            raise CheckpointError(self.name, "has no config.json (not a Hugging Face model directory)")
+        cfg = self._read_json("config.json")
+        if not isinstance(cfg, dict):
+            raise CheckpointError(self.name, "config.json must be a JSON object")
+        for key in _CONFIG_INTS:  # what the merge reads (layer count for gradients)
+            v = cfg.get(key)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise CheckpointError(self.name, f"config.json: {key} must be a non-negative "
+                                      f"integer, got {str(v)[:40]!r}")
+        for key in ("dtype", "torch_dtype"):
+            if cfg.get(key) is not None and not isinstance(cfg[key], str):
+                raise CheckpointError(self.name, f"config.json: {key} must be a string")
+        return cfg
 
     def _shard_names(self) -> list[str]:
         index = self.path / INDEX_NAME
         if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise CheckpointError(self.name, f"{INDEX_NAME} is malformed: {e}") from None
+            data = self._read_json(INDEX_NAME)
+            weight_map = data.get("weight_map") if isinstance(data, dict) else None
+            if not isinstance(weight_map, dict) or not weight_map:
+                raise CheckpointError(self.name, f"{INDEX_NAME}: weight_map must be a non-empty "
+                                      "object of tensor name -> shard file")
+            for tensor, shard in weight_map.items():
+                if not _is_plain_shard_name(shard):
+                    raise CheckpointError(
+                        self.name, f"{INDEX_NAME}: shard {str(shard)[:80]!r} is not a "
+                        ".safetensors file inside the model directory (no '..', no absolute "
+                        "path)", tensor[:80])
             return sorted(set(weight_map.values()))
         shards = sorted(p.name for p in self.path.glob("*.safetensors"))
         if shards:
@@ -152,22 +181,23 @@ class Checkpoint:
         return sum(self.info(n).nbytes for n in self._where)
 
     def fingerprint(self) -> str:
-        """Identifies the weights without reading them all: every shard's header (names,
-        dtypes, shapes, offsets) and size, plus evenly spaced blocks of its data."""
+        """Identifies the model by the full content of every file that can change its outputs:
+        each weight shard and each support file (config, tokenizer, generation config). Each
+        file is hashed once and remembered while unchanged (merge/file_hash.py)."""
         if self._fingerprint is None:
             self._fingerprint = self._compute_fingerprint()
         return self._fingerprint
 
     def _compute_fingerprint(self) -> str:
-        h = hashlib.sha256()
-        for shard in sorted(self._files):
-            f = self._files[shard]
-            h.update(shard.encode() + b"\0" + f.header_bytes())
-            start, end = f.data_region()
-            h.update(str(end - start).encode())
-            span = max(end - start - _BLOCK, 0)
-            for i in range(_SAMPLES):
-                h.update(f.pread(_BLOCK, start + span * i // max(_SAMPLES - 1, 1)))
+        h = hashlib.sha256(FINGERPRINT_SCHEME.encode() + b"\0")
+        files = {shard: self.path / shard for shard in self._files}
+        files.update({p.name: p for p in self.support_files() if p.name not in _NOT_IDENTITY})
+        for name in sorted(files):
+            try:
+                digest = file_sha256(files[name])
+            except OSError as e:
+                raise CheckpointError(self.name, f"{name}: cannot read: {e.strerror or e}") from None
+            h.update(name.encode() + b"\0" + digest.encode() + b"\0")
         return h.hexdigest()[:16]
 
     def support_files(self) -> list[Path]:
@@ -193,6 +223,17 @@ class Checkpoint:
 
     def __repr__(self) -> str:
         return f"Checkpoint({self.name!r})"
+
+
+def _is_plain_shard_name(shard: object) -> bool:
+    """A relative path below the model directory, judged by name: `..`, absolute paths and
+    backslashes are refused. (Symlinks are not resolved: the Hugging Face cache links every
+    file of a snapshot to ../../blobs.)"""
+    if not isinstance(shard, str) or not shard.endswith(".safetensors") or "\\" in shard \
+            or "\0" in shard:
+        return False
+    p = PurePosixPath(shard)
+    return not p.is_absolute() and all(part not in ("", ".", "..") for part in shard.split("/"))
 
 
 def is_within(child: str | os.PathLike, parent: str | os.PathLike) -> bool:

@@ -53,7 +53,7 @@ def export(recipe: Recipe, out_dir: str | Path, *, force: bool = False, seed: in
            shard_bytes: int = DEFAULT_SHARD_BYTES, scores: Optional[Mapping[str, float]] = None,
            progress: bool = False, workers: int = 2) -> Path:
     """Merge `recipe` into `out_dir` (created atomically) and return its resolved path."""
-    out = Path(out_dir).expanduser().resolve()
+    out = output_path(out_dir)
     with ExitStack() as stack:
         ckpts = {}
         for ref in recipe.model_refs():
@@ -64,6 +64,9 @@ def export(recipe: Recipe, out_dir: str | Path, *, force: bool = False, seed: in
                                "choose a directory outside every input")
         if out.exists() and not force:
             raise PTMError(f"output {out} already exists; pass --force to replace it")
+        if out.exists() and not out.is_dir():
+            raise PTMError(f"output {out} exists and is not a directory; --force replaces only "
+                           "a directory")
         template = ckpts[recipe.template_model()]
         names = check_compatible(recipe, ckpts, template.num_layers)
         dtype_name = recipe.out_dtype or recipe.dtype
@@ -101,6 +104,18 @@ def export(recipe: Recipe, out_dir: str | Path, *, force: bool = False, seed: in
                 recipe, inputs, template=recipe.template_model(), seed=seed, scores=scores,
                 version=__version__))
     return out
+
+
+def output_path(out_dir: str | Path) -> Path:
+    """OUT_DIR made absolute with its parent resolved but not OUT_DIR itself: a symlink there
+    is refused, since resolving it would make --force replace the link's target."""
+    p = Path(out_dir).expanduser().absolute()
+    if p.is_symlink():
+        raise PTMError(f"output {p} is a symbolic link; refusing to write through it (name a "
+                       "directory that is not a link)")
+    if p.name in ("", ".", ".."):
+        return p.resolve()
+    return p.parent.resolve() / p.name
 
 
 def _ordered_parallel(fn: Callable[[T], torch.Tensor], tasks: list[T], workers: int,

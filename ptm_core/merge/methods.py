@@ -13,6 +13,7 @@ for the same seed the two tools give the same distribution, not the same mask.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Optional
 
@@ -20,6 +21,12 @@ import torch
 
 Scope = Literal["shared", "input", "non_base"]
 _REQUIRED = object()
+_DECIMAL = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
+def _short(value: Any) -> str:
+    r = repr(value)
+    return r if len(r) <= 60 else r[:60] + "..."
 
 
 @dataclass(frozen=True)
@@ -41,15 +48,18 @@ class ParamSpec:
                 return value.lower() == "true"
             if isinstance(value, (int, float)) and value in (0, 1):
                 return bool(value)
-            raise ValueError(f"parameter {self.name!r} must be true or false, got {value!r}")
+            raise ValueError(f"parameter {self.name!r} must be true or false, got {_short(value)}")
         if isinstance(value, bool):
-            raise ValueError(f"parameter {self.name!r} must be a number, got {value!r}")
+            raise ValueError(f"parameter {self.name!r} must be a number, got {_short(value)}")
+        # A string must be a plain decimal: float() would also take "1_0" (10) and " 1 ".
+        if isinstance(value, str) and not _DECIMAL.fullmatch(value):
+            raise ValueError(f"parameter {self.name!r} must be a number, got {_short(value)}")
         try:
             v = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"parameter {self.name!r} must be a number, got {value!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"parameter {self.name!r} must be a number, got {_short(value)}") from None
         if not math.isfinite(v):
-            raise ValueError(f"parameter {self.name!r} must be finite, got {value!r}")
+            raise ValueError(f"parameter {self.name!r} must be finite, got {_short(value)}")
         return v
 
 

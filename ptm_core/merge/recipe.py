@@ -21,6 +21,7 @@ from typing import Any, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from ptm_core import safe_yaml
 from ptm_core.errors import RecipeError
 from ptm_core.merge.methods import METHODS, MethodSpec, ParamSpec
 
@@ -49,6 +50,26 @@ class Recipe(_Strict):
     tokenizer_source: Optional[str] = None
 
     # --- validation ----------------------------------------------------------------------
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, data: Any) -> Any:
+        """A quoted number ("0.5") or boolean ("true") becomes the value it names before
+        anything is stored or hashed, so it gives the same recipe and key as 0.5 (MergeKit's
+        pydantic coerces it too). Unknown methods and parameters are left to the checks below."""
+        if not isinstance(data, dict) or not isinstance(data.get("merge_method"), str) \
+                or data["merge_method"] not in METHODS:
+            return data
+        spec = METHODS[data["merge_method"]]
+        data = dict(data)
+        if isinstance(data.get("parameters"), dict):
+            data["parameters"] = _normalise_settings(spec, data["parameters"])
+        if isinstance(data.get("models"), list):
+            data["models"] = [
+                {**m, "parameters": _normalise_settings(spec, m["parameters"])}
+                if isinstance(m, dict) and isinstance(m.get("parameters"), dict) else m
+                for m in data["models"]]
+        return data
+
     @field_validator("merge_method")
     @classmethod
     def _known_method(cls, v: str) -> str:
@@ -102,11 +123,9 @@ class Recipe(_Strict):
 
     # --- construction --------------------------------------------------------------------
     @classmethod
-    def from_yaml(cls, text: str, source: str = "recipe") -> "Recipe":
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise RecipeError(f"{source} is not valid YAML: {' '.join(str(e).split())}") from None
+    def from_yaml(cls, text: str | bytes, source: str = "recipe") -> "Recipe":
+        # bounded: no aliases, no deep nesting, UTF-8 only, ambiguous numbers refused
+        data = safe_yaml.load(text, source, RecipeError)
         if not isinstance(data, dict):
             raise RecipeError(f"{source} must be a YAML mapping with merge_method and models")
         for key in ("slices", "modules"):
@@ -117,7 +136,7 @@ class Recipe(_Strict):
     @classmethod
     def from_file(cls, path: str | Path) -> "Recipe":
         try:
-            text = Path(path).read_text()
+            text = safe_yaml.read_file(path, RecipeError)  # bounded; UTF-8; no FIFO
         except OSError as e:
             raise RecipeError(f"cannot read recipe {path}: {e.strerror}") from None
         return cls.from_yaml(text, source=str(path))
@@ -131,8 +150,8 @@ class Recipe(_Strict):
             for err in e.errors():
                 loc = ".".join(str(x) for x in err["loc"])
                 msg = err["msg"].removeprefix("Value error, ")
-                msgs.append(f"{loc}: {msg}" if loc else msg)
-            raise RecipeError(f"{source}: " + "; ".join(msgs)) from None
+                msgs.append(safe_yaml.shorten(f"{loc}: {msg}" if loc else msg, 200))
+            raise RecipeError(safe_yaml.shorten(f"{source}: " + "; ".join(msgs))) from None
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
@@ -224,11 +243,28 @@ def _check_setting(p: ParamSpec, setting: Setting, where: str) -> None:
         raise ValueError(f"{where}: parameter {p.name!r} is an empty list")
     for v in values:
         if isinstance(v, (dict, list)) or v is None:
-            raise ValueError(f"{where}: parameter {p.name!r} has an unsupported value {v!r}")
+            raise ValueError(f"{where}: parameter {p.name!r} has an unsupported value "
+                             f"{safe_yaml.shorten(repr(v), 60)}")
         try:
             p.validate(v)
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
+
+
+def _normalise_settings(spec: MethodSpec, params: dict) -> dict:
+    def norm(p: ParamSpec, x: Any) -> Any:
+        if isinstance(x, str):
+            try:
+                return p.validate(x)
+            except ValueError:
+                return x  # reported, with its place, by _check_setting
+        if isinstance(x, list):
+            return [norm(p, v) for v in x]
+        if isinstance(x, dict) and "value" in x:
+            return {**x, "value": norm(p, x["value"])}
+        return x
+    return {k: norm(spec.param(k), v) if isinstance(k, str) and spec.param(k) else v
+            for k, v in params.items()}
 
 
 def _evaluate(p: ParamSpec, setting: Setting, tensor_name: str, t: float) -> Any:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
+
+from ptm_core import safe_json
 
 # safetensors dtype codes <-> torch dtypes. Only floating types can be merged.
 DTYPES: dict[str, torch.dtype] = {
@@ -27,7 +30,13 @@ DTYPES: dict[str, torch.dtype] = {
     "BF16": torch.bfloat16,
 }
 CODES = {v: k for k, v in DTYPES.items()}
-_MAX_HEADER = 100 * 1024 * 1024
+# Every dtype the format defines (safetensors 0.8): known but not mergeable is its own error.
+KNOWN_DTYPES = frozenset({
+    "BOOL", "U8", "I8", "I16", "U16", "I32", "U32", "I64", "U64", "F16", "BF16", "F32", "F64",
+    "F8_E5M2", "F8_E4M3", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "E8M0", "C64",
+})
+_MAX_HEADER = 100 * 1024 * 1024  # the reference reader's limit
+_MAX_RANK = 16
 
 
 class SafetensorsFormatError(ValueError):
@@ -47,9 +56,13 @@ class SafetensorsFile:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._fd = os.open(self.path, os.O_RDONLY)
+        # O_NONBLOCK: a FIFO in place of a shard must not block the open; it is refused below
+        self._fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
         try:
-            self.infos, self.metadata = _parse_header(self._fd, os.fstat(self._fd).st_size)
+            st = os.fstat(self._fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise SafetensorsFormatError("is not a regular file")
+            self.infos, self.metadata = _parse_header(self._fd, st.st_size)
         except BaseException:
             os.close(self._fd)
             raise
@@ -74,18 +87,6 @@ class SafetensorsFile:
             return torch.empty(shape, dtype=info.dtype)
         return torch.frombuffer(buf, dtype=info.dtype).reshape(shape)
 
-    def header_bytes(self) -> bytes:
-        """The raw header, cheap to hash: it pins names, dtypes, shapes and offsets."""
-        (n,) = struct.unpack("<Q", os.pread(self._fd, 8, 0))
-        return os.pread(self._fd, n, 8)
-
-    def data_region(self) -> tuple[int, int]:
-        (n,) = struct.unpack("<Q", os.pread(self._fd, 8, 0))
-        return 8 + n, os.fstat(self._fd).st_size
-
-    def pread(self, size: int, offset: int) -> bytes:
-        return os.pread(self._fd, size, offset)
-
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
@@ -99,37 +100,84 @@ class SafetensorsFile:
 
 
 def _parse_header(fd: int, size: int) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+    """Names, dtypes, shapes and byte ranges, checked as strictly as the reference reader
+    (safetensors' Rust crate): every field of the right JSON type, no duplicate names, and the
+    tensors tiling the data region exactly -- in order, no overlap, no hole, nothing after."""
     if size < 8:
         raise SafetensorsFormatError("file is shorter than a safetensors header (truncated?)")
     (n,) = struct.unpack("<Q", os.pread(fd, 8, 0))
     if n > _MAX_HEADER or 8 + n > size:
-        raise SafetensorsFormatError("header length exceeds the file size (truncated or not safetensors)")
+        raise SafetensorsFormatError(f"header length {n} exceeds the file size {size} or the "
+                                     f"{_MAX_HEADER}-byte limit (truncated or not safetensors)")
+    raw = os.pread(fd, n, 8)
+    if len(raw) != n:
+        raise SafetensorsFormatError("file ended inside the header (truncated)")
     try:
-        header = json.loads(os.pread(fd, n, 8))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SafetensorsFormatError(f"header is not valid JSON ({e})") from None
+        # depth 3 is {name: {shape: [..]}}; the bound is checked before json.loads recurses
+        header = safe_json.loads(raw, max_depth=3)
+    except safe_json.JSONFormatError as e:
+        raise SafetensorsFormatError(f"header: {e}") from None
     if not isinstance(header, dict):
         raise SafetensorsFormatError("header is not a JSON object")
-    metadata = header.pop("__metadata__", None) or {}
-    data_start = 8 + n
+    metadata = header.pop("__metadata__", None)
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise SafetensorsFormatError("header: __metadata__ must be an object of strings")
+    data_start, data_len = 8 + n, size - 8 - n
     infos: dict[str, TensorInfo] = {}
+    spans: list[tuple[int, int, str]] = []
     for name, entry in header.items():
-        try:
-            code, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise SafetensorsFormatError(f"tensor {name!r}: malformed header entry") from None
-        if code not in DTYPES:
-            raise SafetensorsFormatError(
-                f"tensor {name!r}: unsupported dtype {code} (mergeable: {', '.join(DTYPES)})"
-            )
-        dtype = DTYPES[code]
-        numel = math.prod(shape)
-        if end - begin != numel * dtype.itemsize or begin < 0:
-            raise SafetensorsFormatError(f"tensor {name!r}: byte range does not match its shape/dtype")
-        if data_start + end > size:
-            raise SafetensorsFormatError(f"tensor {name!r}: data lies past the end of the file (truncated)")
-        infos[name] = TensorInfo(dtype, tuple(shape), data_start + begin, end - begin)
+        infos[name] = info = _tensor_info(name, entry, data_start)
+        spans.append((info.start - data_start, info.start - data_start + info.nbytes, name))
+    end = 0
+    for begin, stop, name in sorted(spans):
+        if begin != end:
+            what = "overlaps the previous tensor" if begin < end else "leaves a gap before it"
+            raise SafetensorsFormatError(f"tensor {_short(name)}: byte range [{begin}, {stop}) {what}")
+        end = stop
+    if end != data_len:
+        problem = "data lies past the end of the file (truncated)" if end > data_len else \
+            f"{data_len - end} bytes after the last tensor belong to no tensor"
+        raise SafetensorsFormatError(f"byte ranges end at {end} but the data region holds "
+                                     f"{data_len} bytes: {problem}")
     return infos, metadata
+
+
+def _short(name: str) -> str:
+    r = repr(name)
+    return r if len(r) <= 80 else r[:80] + "..."
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _tensor_info(name: str, entry: object, data_start: int) -> TensorInfo:
+    where = f"tensor {_short(name)}"
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        keys = sorted(entry)[:5] if isinstance(entry, dict) else type(entry).__name__
+        raise SafetensorsFormatError(f"{where}: header entry must be an object with exactly "
+                                     f"dtype, shape and data_offsets (got {_short(str(keys))})")
+    code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(code, str) or code not in KNOWN_DTYPES:
+        raise SafetensorsFormatError(f"{where}: dtype {_short(str(code))} is not a safetensors dtype")
+    if code not in DTYPES:
+        raise SafetensorsFormatError(
+            f"{where}: unsupported dtype {code} (mergeable: {', '.join(DTYPES)})")
+    if not isinstance(shape, list) or len(shape) > _MAX_RANK or \
+            not all(_is_int(d) and d >= 0 for d in shape):
+        raise SafetensorsFormatError(f"{where}: shape must be a list of at most {_MAX_RANK} "
+                                     "non-negative integers")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_is_int, offsets)) \
+            or not 0 <= offsets[0] <= offsets[1]:
+        raise SafetensorsFormatError(f"{where}: data_offsets must be two integers "
+                                     "0 <= begin <= end")
+    dtype = DTYPES[code]
+    begin, end = offsets
+    if end - begin != math.prod(shape) * dtype.itemsize:
+        raise SafetensorsFormatError(f"{where}: byte range does not match its shape/dtype")
+    return TensorInfo(dtype, tuple(shape), data_start + begin, end - begin)
 
 
 @dataclass(frozen=True)

@@ -149,16 +149,30 @@ class StoreError(PTMError):
 
 
 def _explain(e: sqlite3.Error, path: Path, doing: str) -> StoreError:
+    """One message: what failed, SQLite's words, and what to do about it."""
     msg = str(e)
-    hint = ""
+    return StoreError(f"store {path}: could not {doing}: {msg}{remedy(msg, path)}")
+
+
+def remedy(msg: str, path: Path) -> str:
+    """What the user can do about a store failure whose SQLite message is `msg`."""
     low = msg.lower()
     if "full" in low:
-        hint = " (free some disk space; nothing of this write was kept)"
-    elif "locked" in low or "busy" in low:
-        hint = " (another process held the store's write lock for too long)"
-    elif "readonly" in low or "read-only" in low:
-        hint = " (the store file or its directory is not writable)"
-    return StoreError(f"store {path}: could not {doing}: {msg}{hint}")
+        return " (free some disk space; nothing of this write was kept)"
+    if "locked" in low or "busy" in low:
+        return (" (another process -- a worker or the app -- held the store's write lock for too "
+                "long; stop it or try again)")
+    if any(w in low for w in ("readonly", "read-only", "unable to open", "permission",
+                              "cannot create", "read only")):
+        return (" (the store file or its directory is not writable: make it writable, or set "
+                "PTM_STORE to a writable file; the app still shows the shipped results in "
+                "cached_runs/ without it)")
+    if any(w in low for w in ("not a database", "malformed", "corrupt", "disk i/o", "no such table")):
+        return (f" (the store file is damaged or truncated: move it aside, e.g. `mv {path} "
+                f"{path}.broken` together with its -wal and -shm files; a new store is created on "
+                "the next start and the shipped results are re-imported from cached_runs/; "
+                "results measured only in the old store are lost unless exported)")
+    return ""
 
 
 def default_store_path() -> Path:
@@ -195,7 +209,8 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise StoreError(f"store {self.path}: cannot create its directory: {e}") from None
+            raise StoreError(f"store {self.path}: cannot create its directory: {e}"
+                             f"{remedy('cannot create', self.path)}") from None
         self._init_schema()
         self.import_report = None  # cached_runs import result (errors are shown by the app)
         if cached_dir is not None:
@@ -220,12 +235,13 @@ class Store:
         try:
             con = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
                                   check_same_thread=False, factory=_Connection)
+            con.row_factory = sqlite3.Row
+            # the first statements read the file: a corrupt or truncated store fails here
+            con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+            con.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: no corruption, commits ordered
+            con.execute("PRAGMA foreign_keys=ON")
         except sqlite3.Error as e:
-            raise _explain(e, self.path, "open the database") from e
-        con.row_factory = sqlite3.Row
-        con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-        con.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: no corruption, commits ordered
-        con.execute("PRAGMA foreign_keys=ON")
+            raise _explain(e, self.path, "open the database") from None
         local.con, local.pid = con, os.getpid()
         with self._all_lock:
             self._all.add(con)  # weak: a finished thread's connection is closed when collected

@@ -30,9 +30,9 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Literal, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
+from ptm_core import safe_yaml
 from ptm_core.errors import PTMError
 from ptm_core.store.keys import canonical_json
 
@@ -191,13 +191,11 @@ class Experiment(_Strict):
 
     # ---- loading ----------------------------------------------------------------------------
     @classmethod
-    def from_yaml(cls, text: str, *, base_dir: str | os.PathLike | None = None,
+    def from_yaml(cls, text: str | bytes, *, base_dir: str | os.PathLike | None = None,
                   source: str = "<experiment>",
                   allowed_roots: Iterable[str | os.PathLike] | None = None) -> "Experiment":
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ExperimentError(f"{source}: not valid YAML: {e}") from None
+        # bounded: no aliases, no deep nesting, UTF-8 only, ambiguous numbers refused
+        data = safe_yaml.load(text, source, ExperimentError)
         if not isinstance(data, dict):
             raise ExperimentError(f"{source}: expected a mapping at the top level, got "
                                   f"{type(data).__name__}")
@@ -222,11 +220,11 @@ class Experiment(_Strict):
         if roots is not None:
             p = _confine_any(p, roots, "experiment file")
         try:
-            text = p.read_text(encoding="utf-8")
+            text = safe_yaml.read_file(p, ExperimentError)  # bounded; UTF-8; no FIFO
         except FileNotFoundError:
             raise ExperimentError(f"{path}: no such experiment file") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise ExperimentError(f"{path}: cannot read: {e}") from None
+        except OSError as e:
+            raise ExperimentError(f"{path}: cannot read: {e.strerror or e}") from None
         return cls.from_yaml(text, base_dir=p.resolve().parent, source=str(p.resolve()),
                              allowed_roots=roots)
 
@@ -328,6 +326,8 @@ def format_validation_error(e: ValidationError, source: str) -> str:
             msg = msg[len("Value error, "):]
         inp = err.get("input")
         shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(inp, dict) \
-            else f" (got {inp!r})"
-        lines.append(f"{loc}: {msg}{shown}" if loc else msg)
+            else f" (got {safe_yaml.shorten(repr(inp), 80)})"
+        lines.append(safe_yaml.shorten(f"{loc}: {msg}{shown}" if loc else msg, 300))
+    if len(lines) > 20:  # a hostile file can fail thousands of fields; the first say enough
+        lines = lines[:20] + [f"... and {len(lines) - 20} more problems"]
     return f"{source}: invalid experiment:\n  " + "\n  ".join(lines)
