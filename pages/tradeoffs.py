@@ -3,8 +3,9 @@ the heuristic ω, the Pareto frontier and the paper's points; the best of each m
 
 import streamlit as st
 
-from ptm_core.app import tables, ui
-from ptm_core.app.results import axis_title
+from ptm_core.analysis import tables
+from ptm_core.app import ui
+from ptm_core.analysis.results import axis_title
 
 PAGE = "tradeoffs"
 KIND_TO_METHOD = {"ptm": "task_arithmetic", "linear": "linear", "wise_ft": "wise_ft",

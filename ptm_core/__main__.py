@@ -16,9 +16,9 @@ from ptm_core.errors import PTMError
 # command -> (module with main(argv), help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("ptm_core.merge.cli", "merge models from a MergeKit YAML recipe into OUT_DIR"),
-    "worker": ("ptm_core.store.worker", "run the evaluation worker (claims jobs from the store)"),
-    "sweep": ("ptm_core.store.sweep", "evaluate a grid of recipes for an experiment"),
-    "cached": ("ptm_core.store.cached", "import/export shipped results in cached_runs/*.jsonl"),
+    "worker": ("ptm_core.orchestrate.worker", "run the evaluation worker (claims jobs from the store)"),
+    "sweep": ("ptm_core.orchestrate.sweep", "evaluate a grid of recipes for an experiment"),
+    "cached": ("ptm_core.store.cached_cli", "import/export shipped results in cached_runs/*.jsonl"),
     "lab": ("ptm_core.lab.__main__", "the embedded lab: `lab build [--profile full|micro]`, `lab publish`, `lab experiment`, `lab report`, `lab probe`"),
     "app": ("ptm_core.app.launch", "start the Streamlit app and a worker on localhost"),
 }

@@ -11,9 +11,9 @@ import plotly
 import plotly.graph_objects as go
 import pytest
 
-from ptm_core.app import figures, tables
-from ptm_core.app.paper import PAPER_SKILLS, paper_frame
-from ptm_core.app.results import Results, estimate_point, pareto_front, point_key
+from ptm_core.analysis import figures, tables
+from ptm_core.analysis.paper import PAPER_SKILLS, paper_frame
+from ptm_core.analysis.results import Results, estimate_point, pareto_front, point_key
 from ptm_core.app.synthetic import D_SIZES, G_SIZE, synthetic_frame
 
 

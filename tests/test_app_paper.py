@@ -84,7 +84,7 @@ def test_a_few_values_by_hand(paper_lines):
 
 
 def test_table1_sizes_give_the_paper_heuristic():
-    from ptm_core.app.paper import dataset_sizes
+    from ptm_core.analysis.paper import dataset_sizes
     g, d = dataset_sizes()
     assert g == 275_464
     # Table 2's PTM cost, 479 steps, is |D| / batch 128 for SciRIFF's 61,349 examples

@@ -28,7 +28,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from ptm_core.app.results import Results, estimate_point
+from ptm_core.analysis.paper import PAPER_TITLE
+from ptm_core.analysis.results import Results, estimate_point
 from ptm_core.errors import PTMError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,8 +75,8 @@ def settings() -> Settings:
     env = os.environ
     root = Path(env.get("PTM_APP_ROOT", REPO)).expanduser().resolve()
     extra = [Path(p).expanduser().resolve() for p in env.get("PTM_APP_ROOTS", "").split(os.pathsep) if p]
-    lab = env.get("PTM_LAB_EXPERIMENT")
-    lab_path = Path(lab).expanduser() if lab else _find_lab()
+    from ptm_core.lab.experiment import find_lab_experiment
+    lab_path = find_lab_experiment()
     return Settings(
         root=root,
         roots=tuple(dict.fromkeys([root, *extra])),
@@ -86,19 +87,6 @@ def settings() -> Settings:
         zip_limit_bytes=int(float(env.get("PTM_ZIP_LIMIT_MB", "200")) * 1024 * 1024),
         worker_stale_s=float(env.get("PTM_WORKER_STALE_S", "30")),
     )
-
-
-LAB_CANDIDATES = ("data/lab/lab.yml", "data/lab/lab.yaml", "data/lab/experiment.yml",
-                  "data/lab/experiment.yaml", "cached_runs/lab.yml", "cached_runs/lab.yaml")
-
-
-def _find_lab() -> Path | None:
-    """The lab's experiment file: $PTM_LAB_EXPERIMENT, else the first of LAB_CANDIDATES."""
-    for rel in LAB_CANDIDATES:
-        cand = REPO / rel
-        if cand.is_file():
-            return cand
-    return None
 
 
 def confine(path: str | os.PathLike, root: str | os.PathLike) -> Path:
@@ -306,14 +294,14 @@ JOB_COLUMNS = ["id", "status", "label", "kind", "suite", "progress", "worker", "
 
 class PaperSource(ExperimentSource):
     ref = "paper"
-    title = "Paper (Llama 2 7B, reference numbers)"
+    title = PAPER_TITLE
 
     def _load_frame(self) -> pd.DataFrame:
-        from ptm_core.app.paper import paper_frame
+        from ptm_core.analysis.paper import paper_frame
         return paper_frame()
 
     def skills_order(self) -> list[str]:
-        from ptm_core.app.paper import PAPER_SKILLS
+        from ptm_core.analysis.paper import PAPER_SKILLS
         return list(PAPER_SKILLS)
 
 
@@ -354,7 +342,7 @@ class FrameFileSource(ExperimentSource):
 
 # How a StoreSource builds recipes, resolves suites and fingerprints models. None: the real
 # ones (ptm_core.merge, ptm_core.evals, checkpoint fingerprints). Tests put the store's fakes
-# here (ptm_core.store.testing) to run the whole queue without models.
+# here (ptm_core.testing.store) to run the whole queue without models.
 WIRING: dict[str, Any] = {"builder": None, "suite_resolver": None, "fingerprinter": None}
 
 
@@ -412,7 +400,7 @@ class StoreSource(ExperimentSource):
         return True
 
     def _point(self, req: MergeRequest):
-        from ptm_core.store import points
+        from ptm_core.orchestrate import points
         if self._builder is None:
             self._builder = WIRING["builder"] or points.MergeKitBuilder()
         try:
@@ -433,7 +421,7 @@ class StoreSource(ExperimentSource):
         return Recipe.from_yaml(self._point(req).recipe_yaml, source="app request")
 
     def submit(self, req: MergeRequest) -> Submission:
-        from ptm_core.store.jobs import enqueue_points
+        from ptm_core.orchestrate.jobs import enqueue_points
         point = self._point(req)
         try:
             outs = enqueue_points(self.store, self.exp, [point],
@@ -532,7 +520,7 @@ def _cached_dir() -> Path | None:
 
 def _suite_resolver():
     """The worker's suite resolver (experiment, axis) -> Suite: the same suites key the jobs."""
-    from ptm_core.store.worker import default_suite_resolver
+    from ptm_core.orchestrate.wiring import default_suite_resolver
     return default_suite_resolver
 
 

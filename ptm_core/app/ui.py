@@ -9,8 +9,9 @@ from typing import Callable, Mapping
 import pandas as pd
 import streamlit as st
 
-from ptm_core.app import data, figures
-from ptm_core.app.results import Results
+from ptm_core.analysis import figures
+from ptm_core.app import data
+from ptm_core.analysis.results import Results
 
 PAGES_DIR = data.REPO / "pages"
 PAGE_FILES = {name: PAGES_DIR / f"{stem}.py" for name, stem in (
@@ -266,7 +267,7 @@ def metric_row(scores: Mapping[str, float], base: Mapping[str, float] | None, ax
 
 
 def _title(axis: str) -> str:
-    from ptm_core.app.results import axis_title
+    from ptm_core.analysis.results import axis_title
     return axis_title(axis)
 
 

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from ptm_core.errors import PTMError
 from ptm_core.store.keys import key_from_components
-from ptm_core.store.points import Point
+from ptm_core.store.point import Point
 
 RECORD_FORMAT = "ptm-result/1"
 

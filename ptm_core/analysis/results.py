@@ -16,6 +16,8 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from ptm_core.catalogue import heuristic_omega
+
 META = ["experiment", "kind", "skills", "omega", "label", "data_size", "train_steps", "recipe_key"]
 # Columns that are never axes (besides META).
 _NON_AXES = set(META) | {"source", "estimated", "row_id", "table", "row", "derived", "params",
@@ -266,7 +268,7 @@ class Results:
         if skill in self.heuristics:
             return float(self.heuristics[skill])
         g, sizes = self.data_sizes()
-        if g and skill in sizes:
+        if g and sizes.get(skill, 0) > 0:
             return heuristic_omega(sizes[skill], g)
         rows = self.of_kind("ptm", skill)
         flag = rows["heuristic"].fillna(False).astype(bool) if "heuristic" in rows.columns \
@@ -287,15 +289,6 @@ class Results:
     def multi_skill_merges(self, kind: str = "ptm") -> pd.DataFrame:
         df = self.frame[(self.frame["kind"] == kind) & ~self.frame["estimated"]]
         return df[np.array([len(s) >= 2 for s in df["skill_set"]], dtype=bool)]
-
-
-def heuristic_omega(d: float, g: float) -> float:
-    """Paper Eq. 7. Uses the merge engine's definition when it is importable."""
-    try:
-        from ptm_core.merge.ptm import heuristic_omega as _h  # lazy: the lead's module
-        return float(_h(d, g))
-    except Exception:  # noqa: BLE001 - module absent or still being written
-        return float(d) / float(g)
 
 
 def pareto_front(xs: Iterable[float], ys: Iterable[float]) -> list[int]:

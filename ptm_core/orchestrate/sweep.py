@@ -21,9 +21,11 @@ from typing import Any, Sequence
 from ptm_core.errors import PTMError
 from ptm_core.store.db import Store, default_cached_dir, default_store_path
 from ptm_core.store.experiment import Experiment
-from ptm_core.store.jobs import Fingerprinter, SuiteResolver, default_fingerprinter, plan_jobs
-from ptm_core.store.points import METHOD_KINDS, Grid, MergeKitBuilder, RecipeBuilder, grid_points, parse_omegas
-from ptm_core.store.worker import EngineFactory, EngineStartError, Evaluator, describe_error
+from ptm_core.orchestrate.evaluate import EngineFactory, EngineStartError, Evaluator, describe_error
+from ptm_core.orchestrate.jobs import default_fingerprinter, plan_jobs
+from ptm_core.orchestrate.points import METHOD_KINDS, Grid, MergeKitBuilder, RecipeBuilder, grid_points, parse_omegas
+from ptm_core.orchestrate.wiring import default_engine_factory, default_suite_resolver
+from ptm_core.store.jobs import Fingerprinter, SuiteResolver
 
 DEFAULT_OMEGAS = "0:1:0.1"
 
@@ -72,8 +74,6 @@ def main(argv: Sequence[str] | None = None, *, engine_factory: EngineFactory | N
          fingerprinter: Fingerprinter | None = None, store: Store | None = None,
          out=None) -> int:
     """Returns 0 when every evaluation succeeded (or was cached), 1 when some failed."""
-    from ptm_core.store.worker import default_engine_factory, default_suite_resolver
-
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
     exp = Experiment.load(args.experiment)

@@ -10,7 +10,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from ptm_core.app.results import Results, axis_title, kind_title
+from ptm_core.analysis.results import Results, axis_title, kind_title
 
 TABLE_METHODS = ("cft", "rt", "ptm", "linear", "wise_ft", "ties", "dare_ties", "dare_linear")
 CRITERIA = {

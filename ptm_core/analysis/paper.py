@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ptm_core.app.results import KNOWN_AXES
+from ptm_core.analysis.results import KNOWN_AXES, Results
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "data" / "paper"
 EXPERIMENT = "paper"
+PAPER_TITLE = "Paper (Llama 2 7B, reference numbers)"
 SKILL_NAMES = {"science": "science", "safety": "safety", "coding": "coding"}
 _DATASET_SKILL = {"SciRIFF": "science", "Safety (internal)": "safety", "CodeFeedback": "coding"}
 
@@ -122,3 +123,9 @@ def paper_frame(paper_dir: Path = PAPER_DIR) -> pd.DataFrame:
             add(t, r["row"], r["model"], {a: r.get(a) for a in KNOWN_AXES},
                 steps=None if pd.isna(steps) else steps)
     return pd.DataFrame(rows)
+
+
+def paper_results() -> Results:
+    """The paper's numbers as `Results` (what the app's "paper" experiment shows)."""
+    return Results.from_frame(paper_frame(), name=PAPER_TITLE, version="static",
+                              skills=list(PAPER_SKILLS))

@@ -220,8 +220,8 @@ def fake_lab(root: str | Path, name: str = "fakelab"):
 
 def ptm_specs(exp: Experiment, omegas, *, skill: str = "science", axes=None, resolver=None):
     """Job specs for task-arithmetic points of one skill at the given ω values."""
-    from ptm_core.store.jobs import plan_jobs
-    from ptm_core.store.points import ptm_point
+    from ptm_core.orchestrate.jobs import plan_jobs
+    from ptm_core.orchestrate.points import ptm_point
 
     b = FakeBuilder()
     points = [ptm_point(exp, b, {skill: w}) for w in omegas]

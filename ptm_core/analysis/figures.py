@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ptm_core.app.results import (
+from ptm_core.analysis.results import (
     CURVE_KINDS,
     MERGE_KINDS,
     Results,
@@ -326,7 +326,7 @@ def annotated_heatmap(z: pd.DataFrame, text: pd.DataFrame | None = None, *, titl
 
 def interference_figure(table: pd.DataFrame, *, title: str = "") -> go.Figure:
     """Paper Table 5 as a heatmap: each multi-skill merge's change on every metric against the
-    single-skill merges (see :func:`ptm_core.app.tables.interference_table`)."""
+    single-skill merges (see :func:`ptm_core.analysis.tables.interference_table`)."""
     if table.empty:
         return empty_figure("No multi-skill merges in this experiment")
     delta = table.pivot(index="merge", columns="metric", values="delta")
