@@ -38,6 +38,10 @@ class Kind:
     curve: bool = False  # its points form a curve over ω, one per skill
 
     @property
+    def menu_title(self) -> str:
+        return self.method_title or self.title
+
+    @property
     def one_skill(self) -> bool:
         """linear and WiSE-FT interpolate between two models: one skill at a time."""
         return self.form in ("linear", "wise_ft")
@@ -89,6 +93,12 @@ def merge_kinds() -> tuple[str, ...]:
 
 def curve_kinds() -> tuple[str, ...]:
     return tuple(k for k, e in KINDS.items() if e.curve)
+
+
+def curve_of(kind: str) -> str:
+    """The curve a kind's points are read against: its own, else task arithmetic's (sparse
+    merges share the ω grid of the merge they sparsify)."""
+    return kind if kind in curve_kinds() else "ptm"
 
 
 def reference_kinds() -> tuple[str, ...]:

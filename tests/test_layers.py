@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "bench": ROOT | {"merge", "engine", "evals"},
     "testing": ROOT | {"merge", "engine", "evals", "store", "analysis", "orchestrate"},
     "app": ROOT | {"merge", "engine", "store", "analysis", "orchestrate", "lab"},
-    "pages": {"app", "analysis"},
+    "pages": ROOT | {"app", "analysis"},
 }
 
 

@@ -4,6 +4,7 @@ import io
 
 import pytest
 
+from ptm_core import catalogue
 from ptm_core.errors import PTMError
 from ptm_core.orchestrate import sweep
 from ptm_core.store.db import Store
@@ -153,7 +154,7 @@ def test_real_recipes_from_the_merge_package(tmp_path):
     from ptm_core.store.point import portable_key
 
     exp, _, _ = fake_lab(tmp_path)
-    pts, _ = grid_points(exp, MergeKitBuilder(), Grid(omegas=[0.3], methods=list(sweep.METHOD_KINDS),
+    pts, _ = grid_points(exp, MergeKitBuilder(), Grid(omegas=[0.3], methods=list(catalogue.methods()),
                                                       heuristic=True))
     by_kind = {p.kind: p for p in pts}
     assert set(by_kind) >= {"base", "general", "skill", "cft", "ptm", "linear", "wise_ft", "ties",

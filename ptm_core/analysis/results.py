@@ -16,7 +16,8 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from ptm_core.catalogue import heuristic_omega
+from ptm_core import catalogue
+from ptm_core.catalogue import heuristic_omega, kind_title  # noqa: F401 - kind_title re-exported
 
 META = ["experiment", "kind", "skills", "omega", "label", "data_size", "train_steps", "recipe_key"]
 # Columns that are never axes (besides META).
@@ -32,31 +33,11 @@ AXIS_TITLES = {
     "safety": "Safety (refuses unsafe)",
     "xstest_safe": "XSTest-safe compliance",
 }
-KIND_TITLES = {
-    "base": "θ_pre (base)",
-    "general": "θ_G (general)",
-    "skill": "θ_D (skill only)",
-    "ptm": "PTM (task arithmetic)",
-    "linear": "Linear interpolation",
-    "wise_ft": "WiSE-FT",
-    "cft": "CFT",
-    "rt": "RT",
-    "ties": "TIES",
-    "dare_ties": "DARE-TIES",
-    "dare_linear": "DARE (linear)",
-}
-# Kinds whose points form a curve over ω (one per skill).
-CURVE_KINDS = ("ptm", "linear", "wise_ft")
-MERGE_KINDS = ("ptm", "linear", "wise_ft", "ties", "dare_ties", "dare_linear")
 OMEGA_DECIMALS = 4
 
 
 def axis_title(axis: str) -> str:
     return AXIS_TITLES.get(axis, axis.replace("_", " ").capitalize())
-
-
-def kind_title(kind: str) -> str:
-    return KIND_TITLES.get(kind, kind)
 
 
 def parse_omega(value) -> dict[str, float]:
@@ -92,7 +73,7 @@ def omega_key(omegas: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
 def point_key(kind: str, omegas: Mapping[str, float]) -> tuple:
     """The look-up key of a merge by (method, ω). A PTM merge with every ω at 0 is θ_G."""
     ok = omega_key(omegas)
-    if kind in MERGE_KINDS and not ok:
+    if kind in catalogue.merge_kinds() and not ok:
         return ("general", ())
     return (kind, ok)
 
@@ -169,7 +150,7 @@ class Results:
         for r in df.itertuples(index=False):
             if r.kind == "general":
                 index.setdefault(("general", ()), r.row_id)
-            if r.kind in MERGE_KINDS and r.omega_d:
+            if r.kind in catalogue.merge_kinds() and r.omega_d:
                 key = point_key(r.kind, r.omega_d)
                 # Measured rows win over estimates for the same point.
                 prev = index.get(key)
@@ -218,7 +199,7 @@ class Results:
         df = self.of_kind(kind, skill).copy()
         df["w"] = [d.get(skill, np.nan) for d in df["omega_d"]]
         df = df[df["w"].notna()]
-        if kind in CURVE_KINDS and not (df["w"] == 0).any():
+        if kind in catalogue.curve_kinds() and not (df["w"] == 0).any():
             g = self.general_row()
             if g is not None:
                 g = g.to_frame().T.copy()
@@ -336,9 +317,9 @@ def estimate_point(res: Results, kind: str, omegas: Mapping[str, float]) -> dict
     """A fallback estimate (the store's estimator is preferred): for one skill, interpolate its
     cached curve; for several, add each single-skill change to θ_G (no interference assumed)."""
     active = {k: float(v) for k, v in omegas.items() if float(v) != 0.0}
-    if kind not in CURVE_KINDS and kind not in MERGE_KINDS:
+    if kind not in catalogue.curve_kinds() and kind not in catalogue.merge_kinds():
         return None
-    base_kind = kind if kind in CURVE_KINDS else "ptm"
+    base_kind = catalogue.curve_of(kind)
     if not active:
         g = res.general_row()
         return None if g is None else {a: res.score(g, a) for a in res.axes if res.score(g, a) is not None}

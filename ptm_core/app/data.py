@@ -30,26 +30,10 @@ import pandas as pd
 
 from ptm_core.analysis.paper import PAPER_TITLE
 from ptm_core.analysis.results import Results, estimate_point
+from ptm_core import catalogue
 from ptm_core.errors import PTMError
 
 REPO = Path(__file__).resolve().parents[2]
-METHODS = {  # UI method -> (results-frame kind, recipe merge_method, takes one skill only)
-    "task_arithmetic": ("ptm", "task_arithmetic", False),
-    "linear": ("linear", "linear", True),
-    "wise_ft": ("wise_ft", "task_arithmetic", True),
-    "ties": ("ties", "ties", False),
-    "dare_ties": ("dare_ties", "dare_ties", False),
-    "dare_linear": ("dare_linear", "dare_linear", False),
-}
-METHOD_TITLES = {
-    "task_arithmetic": "PTM: task arithmetic (Eq. 2)",
-    "linear": "Linear interpolation (Eq. 4)",
-    "wise_ft": "WiSE-FT (Eqs. 5-6)",
-    "ties": "TIES",
-    "dare_ties": "DARE-TIES",
-    "dare_linear": "DARE (linear)",
-}
-SPARSE = ("ties", "dare_ties", "dare_linear")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -119,6 +103,11 @@ def export_path(name: str, export_dir: str | os.PathLike) -> Path:
     return confine(Path(export_dir) / name, export_dir)
 
 
+def method_menu() -> dict[str, str]:
+    """The Merge page's method choices: method -> title, in catalogue order."""
+    return {m: e.menu_title for m, e in catalogue.methods().items()}
+
+
 # --- plain records the pages show ------------------------------------------------------------
 @dataclass
 class WorkerState:
@@ -156,19 +145,29 @@ class MergeRequest:
 
     @classmethod
     def make(cls, method: str, omegas: Mapping[str, float], density: float = 0.5) -> "MergeRequest":
-        if method not in METHODS:
-            raise AppDataError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
+        entry = catalogue.methods().get(method)
+        if entry is None:
+            raise AppDataError(f"unknown method {method!r}; one of {', '.join(catalogue.methods())}")
         om = tuple((k, round(float(v), 6)) for k, v in omegas.items())
-        if METHODS[method][2] and len(om) != 1:
+        if entry.one_skill and len(om) != 1:
             om = tuple((k, v) for k, v in om if v != 0.0)
             if len(om) != 1:
-                raise AppDataError(f"{METHOD_TITLES[method]} adds one skill at a time: set exactly "
+                raise AppDataError(f"{entry.menu_title} adds one skill at a time: set exactly "
                                    "one skill's ω above 0")
-        return cls(method, om, float(density) if method in SPARSE else 0.5)
+        return cls(method, om, float(density) if entry.sparse else 0.5)
+
+    @property
+    def entry(self) -> catalogue.Kind:
+        return catalogue.method(self.method)
 
     @property
     def kind(self) -> str:
-        return METHODS[self.method][0]
+        return self.entry.kind
+
+    @property
+    def grid_kind(self) -> str:
+        """The curve whose measured ω the sliders snap to (sparse merges: task arithmetic's)."""
+        return catalogue.curve_of(self.kind)
 
     @property
     def omega_dict(self) -> dict[str, float]:
@@ -180,8 +179,8 @@ class MergeRequest:
 
     def label(self) -> str:
         om = ", ".join(f"ω_{k}={v:g}" for k, v in self.omegas if v != 0.0) or "all ω = 0 (θ_G)"
-        extra = f", density={self.density:g}" if self.method in SPARSE else ""
-        return f"{METHOD_TITLES[self.method].split(':')[0].split(' (')[0]} {om}{extra}"
+        extra = f", density={self.density:g}" if self.entry.sparse else ""
+        return f"{self.entry.menu_title.split(':')[0].split(' (')[0]} {om}{extra}"
 
 
 # --- sources ---------------------------------------------------------------------------------
@@ -268,24 +267,19 @@ class ExperimentSource:
     def recipe(self, req: MergeRequest):
         """The MergeKit recipe of the request (ptm_core.merge), or AppDataError."""
         m = self.models()
-        need = ["general"] + ([] if req.method in ("wise_ft", "linear") else ["base"])
-        need += [k for k in req.active if req.method != "wise_ft"]
-        need += [f"cft:{k}" for k in req.active if req.method == "wise_ft"]
+        form = req.entry.form
+        need = ["general"] + ([] if form in ("wise_ft", "linear") else ["base"])
+        need += [k for k in req.active if form != "wise_ft"]
+        need += [f"cft:{k}" for k in req.active if form == "wise_ft"]
         missing = [r for r in need if r not in m]
         if missing:
             raise AppDataError(f"experiment {self.title!r} does not name the checkpoint(s) "
                                f"{', '.join(missing)}; export needs them")
-        from ptm_core.merge import ptm  # lazy: torch
-        active = req.active
-        if req.method == "linear":
-            (k, w), = active.items()
-            return ptm.linear_interpolation(m.get("base", ""), m["general"], m[k], w)
-        if req.method == "wise_ft":
-            (k, w), = active.items()
-            return ptm.wise_ft(m["general"], m[f"cft:{k}"], w)
-        params = {"density": req.density, "normalize": False} if req.method in SPARSE else {}
-        return ptm.task_arithmetic(m["base"], m["general"], {k: m[k] for k in active}, active,
-                                   method=METHODS[req.method][1], **params)
+        from ptm_core.orchestrate.points import MergeKitBuilder, method_recipe  # lazy: torch
+        return method_recipe(MergeKitBuilder(), req.method, req.active, pre=m.get("base", ""),
+                             general=m["general"], skills={k: m[k] for k in req.active if k in m},
+                             cft={k: m[f"cft:{k}"] for k in req.active if f"cft:{k}" in m},
+                             density=req.density)
 
 
 JOB_COLUMNS = ["id", "status", "label", "kind", "suite", "progress", "worker", "attempts",
@@ -409,7 +403,7 @@ class StoreSource(ExperimentSource):
         except PTMError as e:
             raise AppDataError(str(e)) from None
         if p is None:
-            raise AppDataError(f"{METHOD_TITLES[req.method]} needs a CFT checkpoint for this skill "
+            raise AppDataError(f"{req.entry.menu_title} needs a CFT checkpoint for this skill "
                                "in the experiment's references")
         return p
 

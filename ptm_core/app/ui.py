@@ -9,6 +9,7 @@ from typing import Callable, Mapping
 import pandas as pd
 import streamlit as st
 
+from ptm_core import catalogue
 from ptm_core.analysis import figures
 from ptm_core.app import data
 from ptm_core.analysis.results import Results
@@ -195,6 +196,21 @@ def omega_slider(res: Results, skill: str, *, page: str, kind: str = "ptm",
 
 def slider_key(page: str, skill: str, kind: str = "ptm") -> str:
     return f"{page}:omega:{skill}:{kind}"
+
+
+def can_open_in_merge(row: pd.Series) -> bool:
+    """A merge point (of a method in the catalogue) with ω: the Merge page can rebuild it."""
+    return catalogue.method_of_kind(row["kind"]) is not None and bool(row["omega_d"])
+
+
+def open_in_merge(res: Results, row: pd.Series) -> None:
+    """Set the Merge page's method and ω to a point's (its sliders start from there)."""
+    st.session_state["merge:method"] = catalogue.method_of_kind(row["kind"])
+    store = omega_store()
+    for s in res.skills:
+        store[s] = float(row["omega_d"].get(s, 0.0))
+        for kind in catalogue.curve_kinds():
+            st.session_state.pop(slider_key("merge", s, kind), None)
 
 
 def row_id_of(customdata) -> int | None:

@@ -13,21 +13,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
+from ptm_core import catalogue
 from ptm_core.errors import PTMError
 from ptm_core.store.experiment import Experiment
 from ptm_core.store.point import Point, RecipeLike, make_point, round_omega
-
-# sweep/CLI method name -> (kind in the results table, merge_method of the recipe)
-METHOD_KINDS = {
-    "task_arithmetic": "ptm",
-    "linear": "linear",
-    "wise_ft": "wise_ft",
-    "ties": "ties",
-    "dare_ties": "dare_ties",
-    "dare_linear": "dare_linear",
-}
-SPARSE_METHODS = ("ties", "dare_ties", "dare_linear")
-
 
 class RecipeBuilder(Protocol):
     def task_arithmetic(self, pre: str, general: str, skills: Mapping[str, str],
@@ -63,6 +52,23 @@ class MergeKitBuilder:
     def load(self, yaml_text):
         from ptm_core.merge.recipe import Recipe
         return Recipe.from_yaml(yaml_text, source="job recipe")
+
+
+def method_recipe(b: RecipeBuilder, method: str, omegas: Mapping[str, float], *, pre: str,
+                  general: str, skills: Mapping[str, str], cft: Mapping[str, str] | None = None,
+                  density: float = 0.5) -> RecipeLike:
+    """The one way from (method, ω per skill) to a recipe, over checkpoints by role: θ_pre,
+    θ_G, each skill's θ_D and (WiSE-FT) each skill's CFT checkpoint. One-skill methods take
+    exactly one ω."""
+    entry = catalogue.method(method)
+    if entry.one_skill:
+        (skill, w), = omegas.items()
+        if entry.form == "linear":
+            return b.linear(pre, general, skills[skill], w)
+        return b.wise_ft(general, (cft or {})[skill], w)
+    params: dict[str, Any] = {"density": float(density), "normalize": False} if entry.sparse else {}
+    return b.task_arithmetic(pre, general, dict(skills), dict(omegas), method=entry.merge_method,
+                             **params)
 
 
 def _sum_or_none(values: Iterable[int | None]) -> int | None:
@@ -114,19 +120,18 @@ def ptm_point(exp: Experiment, b: RecipeBuilder, omegas: Mapping[str, float], *,
         raise PTMError("a PTM point needs ω for at least one skill")
     skills = [s for s in exp.skills if s in omegas]  # experiment order
     om = {s: round_omega(omegas[s]) for s in skills}
-    params: dict[str, Any] = {}
-    if method in SPARSE_METHODS:
-        params = {"density": float(density), "normalize": False}
-    elif method != "task_arithmetic":
+    entry = catalogue.methods().get(method)
+    if entry is None or entry.form != "task_arithmetic":
+        based = [m for m, e in catalogue.methods().items() if e.form == "task_arithmetic"]
         raise PTMError(f"ptm_point: method {method!r} is not a base-relative merge "
-                       f"(use task_arithmetic, {', '.join(SPARSE_METHODS)})")
-    recipe = b.task_arithmetic(exp.base, exp.general.model,
-                               {s: exp.skills[s].model for s in skills}, om, method=method, **params)
+                       f"(use {', '.join(based)})")
+    recipe = method_recipe(b, method, om, pre=exp.base, general=exp.general.model,
+                           skills={s: exp.skills[s].model for s in skills}, density=density)
     heur = all(_is_heuristic(exp, s, om[s]) for s in skills)
     label = ", ".join(f"ω_{s}={_fmt(om[s])}" for s in skills)
     if method != "task_arithmetic":
         label = f"{method} {label}"
-    return make_point(exp, recipe, kind=METHOD_KINDS[method], skills=skills, omega=om,
+    return make_point(exp, recipe, kind=entry.kind, skills=skills, omega=om,
                       label=label + (" (heuristic)" if heur else ""),
                       data_size=sum(exp.skills[s].size for s in skills),
                       train_steps=_sum_or_none(exp.skill_steps(s) for s in skills),
@@ -136,7 +141,8 @@ def ptm_point(exp: Experiment, b: RecipeBuilder, omegas: Mapping[str, float], *,
 def linear_point(exp: Experiment, b: RecipeBuilder, skill: str, omega: float) -> Point:
     """Eq. 4: θ_pre + ω τ_D + (1 − ω) τ_G."""
     w = round_omega(omega)
-    recipe = b.linear(exp.base, exp.general.model, exp.skills[skill].model, w)
+    recipe = method_recipe(b, "linear", {skill: w}, pre=exp.base, general=exp.general.model,
+                           skills={skill: exp.skills[skill].model})
     heur = _is_heuristic(exp, skill, w)
     return make_point(exp, recipe, kind="linear", skills=(skill,), omega={skill: w},
                       label=f"linear ω_{skill}={_fmt(w)}" + (" (heuristic)" if heur else ""),
@@ -150,7 +156,8 @@ def wise_ft_point(exp: Experiment, b: RecipeBuilder, skill: str, omega: float) -
     if ref is None:
         return None
     w = round_omega(omega)
-    recipe = b.wise_ft(exp.general.model, ref.model, w)  # type: ignore[arg-type]
+    recipe = method_recipe(b, "wise_ft", {skill: w}, pre=exp.base, general=exp.general.model,
+                           skills={}, cft={skill: ref.model})  # type: ignore[dict-item]
     heur = _is_heuristic(exp, skill, w)
     return make_point(exp, recipe, kind="wise_ft", skills=(skill,), omega={skill: w},
                       label=f"WiSE-FT ω_{skill}={_fmt(w)}" + (" (heuristic)" if heur else ""),
@@ -161,15 +168,16 @@ def wise_ft_point(exp: Experiment, b: RecipeBuilder, skill: str, omega: float) -
 def method_point(exp: Experiment, b: RecipeBuilder, method: str,
                  omegas: Mapping[str, float], *, density: float = 0.5) -> Point | None:
     """Any sweep method at the given ω. linear and wise_ft take exactly one skill."""
-    if method not in METHOD_KINDS:
-        raise PTMError(f"unknown method {method!r}; methods: {', '.join(METHOD_KINDS)}")
-    if method in ("linear", "wise_ft"):
+    entry = catalogue.methods().get(method)
+    if entry is None:
+        raise PTMError(f"unknown method {method!r}; methods: {', '.join(catalogue.methods())}")
+    if entry.one_skill:
         if len(omegas) != 1:
             raise PTMError(f"{method} interpolates one skill at a time; got {', '.join(omegas)}")
         (skill, w), = omegas.items()
         if skill not in exp.skills:
             raise PTMError(f"unknown skill {skill!r} for experiment {exp.name!r}")
-        return linear_point(exp, b, skill, w) if method == "linear" else wise_ft_point(exp, b, skill, w)
+        return linear_point(exp, b, skill, w) if entry.form == "linear" else wise_ft_point(exp, b, skill, w)
     return ptm_point(exp, b, omegas, method=method, density=density)
 
 
@@ -192,9 +200,9 @@ def grid_points(exp: Experiment, b: RecipeBuilder, grid: Grid) -> tuple[list[Poi
     if unknown:
         raise PTMError(f"unknown skill(s) {', '.join(unknown)}; experiment {exp.name!r} has "
                        f"{', '.join(exp.skills)}")
-    bad = [m for m in grid.methods if m not in METHOD_KINDS]
+    bad = [m for m in grid.methods if m not in catalogue.methods()]
     if bad:
-        raise PTMError(f"unknown method(s) {', '.join(bad)}; methods: {', '.join(METHOD_KINDS)}")
+        raise PTMError(f"unknown method(s) {', '.join(bad)}; methods: {', '.join(catalogue.methods())}")
     pts: list[Point] = []
     notes: list[str] = []
     if grid.baselines:
@@ -212,7 +220,7 @@ def grid_points(exp: Experiment, b: RecipeBuilder, grid: Grid) -> tuple[list[Poi
                                  f"for {s} (references with kind: cft, skills: [{s}], model: ...)")
                     break
                 pts.append(p)
-        if method in ("linear", "wise_ft"):
+        if catalogue.method(method).one_skill:
             if grid.pairs or (grid.heuristic and len(skills) > 1):
                 notes.append(f"{method} takes one skill at a time: pairs/all-skills skipped")
             continue

@@ -18,12 +18,13 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from ptm_core import catalogue
 from ptm_core.errors import PTMError
 from ptm_core.store.db import Store, default_cached_dir, default_store_path
 from ptm_core.store.experiment import Experiment
 from ptm_core.orchestrate.evaluate import EngineFactory, EngineStartError, Evaluator, describe_error
 from ptm_core.orchestrate.jobs import default_fingerprinter, plan_jobs
-from ptm_core.orchestrate.points import METHOD_KINDS, Grid, MergeKitBuilder, RecipeBuilder, grid_points, parse_omegas
+from ptm_core.orchestrate.points import Grid, MergeKitBuilder, RecipeBuilder, grid_points, parse_omegas
 from ptm_core.orchestrate.wiring import default_engine_factory, default_suite_resolver
 from ptm_core.store.jobs import Fingerprinter, SuiteResolver
 
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ω per skill: START:STOP:STEP (stop included), a comma list, or "
                          f"'none' (only --heuristic/--pairs points; default {DEFAULT_OMEGAS})")
     ap.add_argument("--methods", default="task_arithmetic",
-                    help=f"comma list of {', '.join(METHOD_KINDS)} (default task_arithmetic)")
+                    help=f"comma list of {', '.join(catalogue.methods())} (default task_arithmetic)")
     ap.add_argument("--skills", default=None, help="comma list of skills (default: all)")
     ap.add_argument("--pairs", action="store_true", help="every pair of skills at the heuristic ω")
     ap.add_argument("--heuristic", action="store_true",
