@@ -14,10 +14,10 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ptm_core import catalogue
+from ptm_core.store.estimate import estimate_point
 from ptm_core.analysis.results import (
     Results,
     axis_title,
-    interpolate_curve,
     kind_title,
     pareto_front,
 )
@@ -213,8 +213,8 @@ def tradeoff_figure(
         if row is not None and pd.notna(row[x_axis]) and pd.notna(row[y]):
             hx, hy, note = float(row[x_axis]), float(row[y]), "measured"
         else:
-            est = interpolate_curve(res.curve("ptm", skill), h, [x_axis, y])
-            hx, hy, note = ((est or {}).get(x_axis), (est or {}).get(y), "interpolated")
+            est = estimate_point(res.frame, "ptm", {skill: h}, axes=[x_axis, y])
+            hx, hy, note = ((est or {}).get(x_axis), (est or {}).get(y), "estimated")
         if hx is not None and hy is not None:
             traces.append(go.Scatter(
                 x=[hx], y=[hy], mode="markers", name=f"heuristic ω=|D|/|G|={h:.3g}",

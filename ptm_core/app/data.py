@@ -29,7 +29,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from ptm_core.analysis.paper import PAPER_TITLE
-from ptm_core.analysis.results import Results, estimate_point
+from ptm_core.analysis.results import Results
 from ptm_core import catalogue
 from ptm_core.errors import PTMError
 
@@ -262,7 +262,12 @@ class ExperimentSource:
         return None
 
     def estimate(self, req: MergeRequest) -> dict[str, float] | None:
-        return estimate_point(self.results(), req.kind, req.omega_dict)
+        """The store's estimator (ptm_core.store.estimate.estimate_point) over the results."""
+        from ptm_core.store.estimate import estimate_point
+        res = self.results()
+        g = res.general_row()
+        general = None if g is None else {a: v for a in res.axes if (v := res.score(g, a)) is not None}
+        return estimate_point(res.frame, req.kind, req.omega_dict, axes=res.axes, general=general)
 
     def recipe(self, req: MergeRequest):
         """The MergeKit recipe of the request (ptm_core.merge), or AppDataError."""
@@ -467,23 +472,6 @@ class StoreSource(ExperimentSource):
                                (f" (job {w.job_id})" if w.job_id else ""))
         return WorkerState(False, f"no worker has been seen in the last {int(self.stale_s)} s; "
                            "start one with `python -m ptm_core worker` (or `make run`)")
-
-    def estimate(self, req: MergeRequest) -> dict[str, float] | None:
-        """The store's estimator (quadratic surrogate or interpolation over the measured points
-        of the same curve); the app's own interpolation when it has nothing to say."""
-        from ptm_core.store.estimate import estimate_scores
-        from ptm_core.store.frame import POINT_COLUMNS
-        res = self.results()
-        active = req.active
-        if active:
-            raw = res.frame[[c for c in POINT_COLUMNS + res.axes if c in res.frame.columns]]
-            try:
-                out = estimate_scores(raw, req.kind, active)
-            except Exception:  # noqa: BLE001 - fall back to the app's interpolation
-                out = {}
-            if out:
-                return {k: float(v) for k, v in out.items()}
-        return super().estimate(req)
 
 
 def jobs_frame(rows) -> pd.DataFrame:
