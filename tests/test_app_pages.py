@@ -222,7 +222,7 @@ def test_runs_page_shows_errors(tmp_path, fake_lab, monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     pytest.importorskip("transformers")
-    from tiny import family
+    from ptm_core.testing.tiny import family
     root = tmp_path_factory.mktemp("models")
     return family(root, names=("pre", "general", "science", "coding", "safety"))
 

@@ -6,7 +6,7 @@ import pytest
 from ptm_core.engine.base import Engine, Sampling
 from ptm_core.engine.chat import chat_token_ids, load_tokenizer, truncate_at_stop
 from ptm_core.engine.hf import HFEngine
-from ptm_core.engine.tiny_models import build_tiny_llama, perturbed_copy
+from ptm_core.testing.tiny import build_tiny_llama, perturbed_copy
 from ptm_core.errors import MergeError
 from ptm_core.merge.export import export
 from ptm_core.merge.ptm import task_arithmetic, wise_ft

@@ -102,7 +102,7 @@ def test_vllm_cpu_version_shim_is_local():
 # --- on the engine -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from ptm_core.engine.tiny_models import build_tiny_llama, perturbed_copy
+    from ptm_core.testing.tiny import build_tiny_llama, perturbed_copy
 
     root = tmp_path_factory.mktemp("lmeval_models")
     pre = build_tiny_llama(root / "pre", seed=0)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from ptm_core.engine.base import Sampling
-from ptm_core.engine.scripted import ScriptedEngine
+from ptm_core.testing.engines import ScriptedEngine
 from ptm_core.errors import PTMError
 from ptm_core.evals.refusal import JudgeClassifier
 from ptm_core.evals.refusal_suite import refusal_rate_suite

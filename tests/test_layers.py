@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "lab": ROOT | {"merge", "engine", "evals", "store", "analysis"},  # a world
     "smollm2": ROOT | {"merge", "engine", "evals", "store", "analysis"},  # a world
     "orchestrate": ROOT | {"merge", "engine", "evals", "store"},  # worlds: by name, worlds.py
-    "bench": ROOT | {"merge", "engine", "evals"},
+    "bench": ROOT | {"merge", "engine", "evals", "testing"},  # benchmarks build tiny models
     "testing": ROOT | {"merge", "engine", "evals", "store", "analysis", "orchestrate"},
     "app": ROOT | {"merge", "engine", "store", "analysis", "orchestrate", "lab"},
     "pages": ROOT | {"app", "analysis"},

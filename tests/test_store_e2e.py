@@ -45,7 +45,7 @@ def resolver(exp, axis):
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    from ptm_core.engine.tiny_models import build_tiny_llama, perturbed_copy
+    from ptm_core.testing.tiny import build_tiny_llama, perturbed_copy
 
     root = tmp_path_factory.mktemp("tiny")
     pre = build_tiny_llama(root / "models" / "pre", seed=0, hidden_size=64, num_layers=1)
