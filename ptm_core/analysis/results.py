@@ -18,13 +18,15 @@ import pandas as pd
 
 from ptm_core import catalogue
 from ptm_core.catalogue import heuristic_omega, kind_title  # noqa: F401 - kind_title re-exported
+from ptm_core.store.frame import POINT_COLUMNS
 
-META = ["experiment", "kind", "skills", "omega", "label", "data_size", "train_steps", "recipe_key"]
-# Columns that are never axes (besides META).
-_NON_AXES = set(META) | {"source", "estimated", "row_id", "table", "row", "derived", "params",
-                         "omega_d", "skill_set", "wall_s", "created", "cost_steps", "point_id",
-                         "method", "heuristic", "created_at", "engine",
-                         "pool_steps"}
+# The contract columns every results frame has (the store's frame, up to recipe_key; a
+# results CSV may lack the store's own point_id, method, heuristic and source).
+META = POINT_COLUMNS[:POINT_COLUMNS.index("recipe_key") + 1]
+# Columns that are never axes.
+_NON_AXES = set(POINT_COLUMNS) | {"estimated", "row_id", "table", "row", "derived", "params",
+                                  "omega_d", "skill_set", "wall_s", "created", "cost_steps",
+                                  "created_at", "engine", "pool_steps"}
 KNOWN_AXES = ["general", "science", "coding", "safety", "xstest_safe"]
 AXIS_TITLES = {
     "general": "General",

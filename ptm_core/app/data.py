@@ -74,13 +74,13 @@ def settings() -> Settings:
 
 
 def confine(path: str | os.PathLike, root: str | os.PathLike) -> Path:
-    """``path`` (relative to ``root``) resolved, or AppDataError when it leaves ``root``."""
-    root_r = Path(root).expanduser().resolve()
-    p = Path(path).expanduser()
-    p = (p if p.is_absolute() else root_r / p).resolve()
-    if p != root_r and root_r not in p.parents:
-        raise AppDataError(f"{str(path)!r} resolves to {p}, outside the allowed directory {root_r}")
-    return p
+    """``path`` (relative to ``root``) resolved, or AppDataError when it leaves ``root``
+    (the store's confinement, ptm_core.store.experiment.confine, as the app's error)."""
+    from ptm_core.store.experiment import PathEscapeError, confine as store_confine
+    try:
+        return store_confine(path, root)
+    except PathEscapeError as e:
+        raise AppDataError(str(e)) from None
 
 
 def confine_any(path: str | os.PathLike, roots) -> Path:
