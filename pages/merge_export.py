@@ -69,15 +69,11 @@ if measured:
     ui.metric_row(scores, base, res.axes)
 else:
     scores = source.estimate(req) or {}
-    jobs: dict = st.session_state.setdefault("merge:jobs", {})
-    job_key = (source.ref, req)
-    if job_key not in jobs and source.can_queue():
-        try:
-            sub = source.submit(req)
-            jobs[job_key] = sub
-        except Exception as e:  # noqa: BLE001
-            st.error(f"Could not queue this point: {e}")
-    sub = jobs.get(job_key)
+    try:
+        sub = ui.submit_once(source, req)
+    except Exception as e:  # noqa: BLE001
+        st.error(f"Could not queue this point: {e}")
+        sub = None
     if not source.can_queue():
         st.info("Not measured, and this experiment is read-only (no job queue): the scores "
                 "below are an **estimate** interpolated from cached points.", icon=":material/straighten:")

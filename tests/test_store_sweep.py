@@ -9,7 +9,8 @@ from ptm_core.errors import PTMError
 from ptm_core.orchestrate import sweep
 from ptm_core.store.db import Store
 from ptm_core.store.frame import results_frame
-from ptm_core.orchestrate.points import Grid, grid_points, parse_omegas
+from ptm_core.orchestrate.points import Grid, grid_points
+from ptm_core.orchestrate.sweep import parse_omegas
 from ptm_core.testing.store import (
     FakeBuilder, FakeEngine, fake_fingerprinter, fake_lab, fake_suite_resolver, write_experiment,
 )

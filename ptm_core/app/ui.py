@@ -198,6 +198,17 @@ def slider_key(page: str, skill: str, kind: str = "ptm") -> str:
     return f"{page}:omega:{skill}:{kind}"
 
 
+def submit_once(source: data.ExperimentSource, req: data.MergeRequest) -> data.Submission | None:
+    """Queue an unmeasured point once per session (reruns and page switches do not queue it
+    again): its submission, or None when the source has no job queue. A failed submit raises
+    and is tried again on the next rerun."""
+    jobs: dict = st.session_state.setdefault("merge:jobs", {})
+    key = (source.ref, req)
+    if key not in jobs and source.can_queue():
+        jobs[key] = source.submit(req)
+    return jobs.get(key)
+
+
 def can_open_in_merge(row: pd.Series) -> bool:
     """A merge point (of a method in the catalogue) with ω: the Merge page can rebuild it."""
     return catalogue.method_of_kind(row["kind"]) is not None and bool(row["omega_d"])

@@ -237,31 +237,3 @@ def grid_points(exp: Experiment, b: RecipeBuilder, grid: Grid) -> tuple[list[Poi
             seen.add(p.recipe_key)
             out.append(p)
     return out, notes
-
-
-def parse_omegas(spec: str) -> list[float]:
-    """'0:1:0.1' (start:stop:step, stop included) or '0,0.25,0.5' -> sorted unique ω values;
-    'none' -> no grid (only the heuristic / pair points a sweep asks for)."""
-    spec = spec.strip()
-    if spec.lower() == "none":
-        return []
-    try:
-        if ":" in spec:
-            parts = [float(x) for x in spec.split(":")]
-            if len(parts) != 3:
-                raise ValueError
-            start, stop, step = parts
-            if step <= 0 or stop < start:
-                raise PTMError(f"--omegas {spec!r}: need start <= stop and a positive step")
-            n = int(math.floor((stop - start) / step + 1e-9))
-            if n > 10_000:
-                raise PTMError(f"--omegas {spec!r}: {n + 1} points is too many")
-            vals = [start + i * step for i in range(n + 1)]
-        else:
-            vals = [float(x) for x in spec.split(",") if x.strip()]
-    except ValueError:
-        raise PTMError(f"--omegas {spec!r}: expected START:STOP:STEP (e.g. 0:1:0.1) or a comma "
-                       f"list (e.g. 0,0.5,1)") from None
-    if not vals:
-        raise PTMError(f"--omegas {spec!r}: no values")
-    return sorted({round_omega(v) for v in vals})

@@ -13,6 +13,7 @@ experiment's CFT/RT reference checkpoints. Points already in the store are skipp
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -24,9 +25,10 @@ from ptm_core.store.db import Store, default_cached_dir, default_store_path
 from ptm_core.store.experiment import Experiment
 from ptm_core.orchestrate.evaluate import EngineFactory, EngineStartError, Evaluator, describe_error
 from ptm_core.orchestrate.jobs import default_fingerprinter, plan_jobs
-from ptm_core.orchestrate.points import Grid, MergeKitBuilder, RecipeBuilder, grid_points, parse_omegas
+from ptm_core.orchestrate.points import Grid, MergeKitBuilder, RecipeBuilder, grid_points
 from ptm_core.orchestrate.wiring import default_engine_factory, default_suite_resolver
 from ptm_core.store.jobs import Fingerprinter, SuiteResolver
+from ptm_core.store.point import round_omega
 
 DEFAULT_OMEGAS = "0:1:0.1"
 
@@ -64,6 +66,34 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--store", default=None,
                     help=f"SQLite store (default: $PTM_STORE or {default_store_path()})")
     return ap
+
+
+def parse_omegas(spec: str) -> list[float]:
+    """'0:1:0.1' (start:stop:step, stop included) or '0,0.25,0.5' -> sorted unique ω values;
+    'none' -> no grid (only the heuristic / pair points a sweep asks for)."""
+    spec = spec.strip()
+    if spec.lower() == "none":
+        return []
+    try:
+        if ":" in spec:
+            parts = [float(x) for x in spec.split(":")]
+            if len(parts) != 3:
+                raise ValueError
+            start, stop, step = parts
+            if step <= 0 or stop < start:
+                raise PTMError(f"--omegas {spec!r}: need start <= stop and a positive step")
+            n = int(math.floor((stop - start) / step + 1e-9))
+            if n > 10_000:
+                raise PTMError(f"--omegas {spec!r}: {n + 1} points is too many")
+            vals = [start + i * step for i in range(n + 1)]
+        else:
+            vals = [float(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise PTMError(f"--omegas {spec!r}: expected START:STOP:STEP (e.g. 0:1:0.1) or a comma "
+                       f"list (e.g. 0,0.5,1)") from None
+    if not vals:
+        raise PTMError(f"--omegas {spec!r}: no values")
+    return sorted({round_omega(v) for v in vals})
 
 
 def _csv(s: str | None) -> list[str] | None:
