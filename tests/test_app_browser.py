@@ -23,7 +23,6 @@ pytest.importorskip("playwright.sync_api")
 def served(tmp_path_factory):
     """(url, root, export dir, browser) for a fixture experiment with tiny real checkpoints."""
     pytest.importorskip("transformers")
-    pytest.importorskip("ptm_core.merge.export")
     from playwright.sync_api import sync_playwright
     from ptm_core.testing.tiny import family
 

@@ -80,7 +80,7 @@ def test_zip_of_an_export(tmp_path):
 # --- the store-backed source, with the store's fakes (no models) -----------------------------
 @pytest.fixture
 def fake_store(tmp_path, monkeypatch):
-    T = pytest.importorskip("ptm_core.testing.store")
+    import ptm_core.testing.store as T
     from ptm_core.store.db import Store
     from ptm_core.orchestrate.jobs import enqueue_points
     from ptm_core.orchestrate.points import Grid, grid_points
@@ -130,7 +130,7 @@ def test_store_source_queue_progress_and_measured_result(fake_store):
 
 def test_store_source_failed_job_is_readable(fake_store, monkeypatch):
     path, store, work = fake_store
-    T = pytest.importorskip("ptm_core.testing.store")
+    import ptm_core.testing.store as T
     src = data.open_source(str(path))
     bad = T.fake_suite_resolver(fail_axes={"general": "boom: the suite exploded"})
     monkeypatch.setitem(data.WIRING, "suite_resolver", bad)

@@ -39,8 +39,7 @@ def test_pages_render_on_the_fixture(tmp_path, env, page):
         assert plotly_specs(at), "no chart"
         assert any(b.label == "Data (CSV)" for b in at.get("download_button")) or page == "merge"
     for spec in plotly_specs(at):
-        # every chart downloads as an image from its toolbar
-        assert spec  # the figure itself
+        assert spec["data"], spec.get("layout", {}).get("title")  # every chart draws something
     for el in at.get("plotly_chart"):
         assert json.loads(el.proto.config)["toImageButtonOptions"]["format"] in ("png", "svg")
 
@@ -146,7 +145,7 @@ def test_merge_page_read_only_uncached_point_shows_an_estimate(tmp_path, env):
 # --- store-backed: the job queue ----------------------------------------------------------
 @pytest.fixture
 def fake_lab(tmp_path, monkeypatch):
-    T = pytest.importorskip("ptm_core.testing.store")
+    import ptm_core.testing.store as T
     from ptm_core.store.db import Store
     from ptm_core.orchestrate.jobs import enqueue_points
     from ptm_core.orchestrate.points import Grid, grid_points
@@ -204,7 +203,7 @@ def test_uncached_point_queues_a_job_then_shows_the_measurement(tmp_path, fake_l
 
 
 def test_runs_page_shows_errors(tmp_path, fake_lab, monkeypatch):
-    T = pytest.importorskip("ptm_core.testing.store")
+    import ptm_core.testing.store as T
     store, _ = fake_lab
     bad = T.fake_suite_resolver(fail_axes={"general": "boom: the suite exploded"})
     monkeypatch.setitem(data.WIRING, "suite_resolver", bad)
@@ -228,7 +227,6 @@ def tiny_models(tmp_path_factory):
 
 
 def test_export_writes_a_checkpoint_that_loads(tmp_path, env, tiny_models):
-    pytest.importorskip("ptm_core.merge.export")
     import torch
     from transformers import AutoModelForCausalLM
 

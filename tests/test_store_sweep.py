@@ -149,7 +149,6 @@ def test_export_flag_writes_cached_runs(tmp_path):
 
 def test_real_recipes_from_the_merge_package(tmp_path):
     """The default builder makes MergeKit recipes with the lead's ptm forms."""
-    pytest.importorskip("ptm_core.merge.ptm")
     from ptm_core.merge.recipe import Recipe
     from ptm_core.orchestrate.points import MergeKitBuilder
     from ptm_core.store.point import portable_key

@@ -90,11 +90,10 @@ class ExperimentSource:
         return 0
 
     def lookup(self, req: MergeRequest) -> pd.Series | None:
+        """The measured row of the request, by (kind, ω): building its recipe to look it up by
+        key would cost more than a rerun may."""
         res = self.results()
-        return res.lookup(req.kind, req.omega_dict, recipe_key=self.recipe_key(req))
-
-    def recipe_key(self, req: MergeRequest) -> str | None:
-        return None
+        return res.lookup(req.kind, req.omega_dict)
 
     def estimate(self, req: MergeRequest) -> dict[str, float] | None:
         """The store's estimator (ptm_core.store.estimate.estimate_point) over the results."""
@@ -246,9 +245,6 @@ class StoreSource(ExperimentSource):
             raise AppDataError(f"{req.entry.menu_title} needs a CFT checkpoint for this skill "
                                "in the experiment's references")
         return p
-
-    def recipe_key(self, req: MergeRequest) -> str | None:
-        return None  # look-ups go by (kind, ω): building a recipe costs more than the rerun budget
 
     def recipe(self, req: MergeRequest):
         from ptm_core.merge.recipe import Recipe
