@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ptm_core.analysis.results import KNOWN_AXES, Results
+from ptm_core.catalogue import heuristic_omega
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "data" / "paper"
 EXPERIMENT = "paper"
@@ -66,7 +67,7 @@ PAPER_SKILLS = ("science", "coding", "safety")  # Table 4's column order
 def paper_frame(paper_dir: Path = PAPER_DIR) -> pd.DataFrame:
     """Every row of Tables 2-6 as a point of the results frame, with ``source`` provenance."""
     g_size, d_sizes = dataset_sizes(paper_dir)
-    heur = {s: d_sizes[s] / g_size for s in d_sizes}
+    heur = {s: heuristic_omega(d_sizes[s], g_size) for s in d_sizes}
     rows: list[dict] = []
 
     def add(t: int, r: int, model: str, scores: dict, steps=None, derived=False, skills=None,
