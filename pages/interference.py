@@ -5,7 +5,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from ptm_core.app import data, figures, tables, ui
+from ptm_core.analysis import figures, tables
+from ptm_core.app import data, ui
 
 PAGE = "interference"
 
@@ -59,18 +60,8 @@ with tab_scores:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _weight_stats(models_key: tuple):
-    from ptm_core.app.weightspace import task_vector_stats
-    from ptm_core.merge.checkpoint import Checkpoint
-    roles = dict(models_key[0])
-    opened = {r: Checkpoint.open(p) for r, p in roles.items()}
-    try:
-        skills = {k: v for k, v in opened.items() if k != "base"}
-        return task_vector_stats(opened["base"], skills)
-    finally:
-        for c in opened.values():
-            close = getattr(c, "close", None)
-            if close:
-                close()
+    from ptm_core.app.weightspace import checkpoint_stats
+    return checkpoint_stats(dict(models_key[0]))
 
 
 with tab_weights:

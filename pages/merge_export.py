@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from ptm_core import catalogue
 from ptm_core.app import data, ui
 
 PAGE = "merge"
@@ -20,15 +21,15 @@ if not res.skills:
 
 # --- the recipe --------------------------------------------------------------------------------
 c_method, c_param = st.columns([2, 1])
-method = c_method.selectbox("Method", list(data.METHODS), format_func=data.METHOD_TITLES.get,
-                            key="merge:method")
+menu = data.method_menu()
+method = c_method.selectbox("Method", list(menu), format_func=menu.get, key="merge:method")
+entry = catalogue.method(method)
 density = 0.5
-if method in data.SPARSE:
+if entry.sparse:
     density = c_param.slider("density (fraction of each τ kept)", 0.05, 1.0, 0.5, 0.05,
                              key="merge:density")
-one_skill = data.METHODS[method][2]
-kind = data.METHODS[method][0]
-grid_kind = kind if kind in ("ptm", "linear", "wise_ft") else "ptm"
+one_skill = entry.one_skill
+grid_kind = catalogue.curve_of(entry.kind)
 fine = st.toggle("Off-grid ω (values without a cached result are queued for the worker)",
                  key="merge:fine")
 skills = res.skills
@@ -68,15 +69,11 @@ if measured:
     ui.metric_row(scores, base, res.axes)
 else:
     scores = source.estimate(req) or {}
-    jobs: dict = st.session_state.setdefault("merge:jobs", {})
-    job_key = (source.ref, req)
-    if job_key not in jobs and source.can_queue():
-        try:
-            sub = source.submit(req)
-            jobs[job_key] = sub
-        except Exception as e:  # noqa: BLE001
-            st.error(f"Could not queue this point: {e}")
-    sub = jobs.get(job_key)
+    try:
+        sub = ui.submit_once(source, req)
+    except Exception as e:  # noqa: BLE001
+        st.error(f"Could not queue this point: {e}")
+        sub = None
     if not source.can_queue():
         st.info("Not measured, and this experiment is read-only (no job queue): the scores "
                 "below are an **estimate** interpolated from cached points.", icon=":material/straighten:")

@@ -3,7 +3,8 @@ paper's Figures 4-5), heuristic ω marked; the best of each method on exaggerate
 
 import streamlit as st
 
-from ptm_core.app import figures, tables, ui
+from ptm_core.analysis import figures, tables
+from ptm_core.app import ui
 
 PAGE = "refusals"
 

@@ -3,12 +3,11 @@ the heuristic ω, the Pareto frontier and the paper's points; the best of each m
 
 import streamlit as st
 
-from ptm_core.app import tables, ui
-from ptm_core.app.results import axis_title
+from ptm_core.analysis import tables
+from ptm_core.app import ui
+from ptm_core.analysis.results import axis_title
 
 PAGE = "tradeoffs"
-KIND_TO_METHOD = {"ptm": "task_arithmetic", "linear": "linear", "wise_ft": "wise_ft",
-                  "ties": "ties", "dare_ties": "dare_ties", "dare_linear": "dare_linear"}
 
 source, res = ui.open_page("Trade-offs")
 ui.worker_banner(source)
@@ -44,15 +43,6 @@ def _select(skill: str, chart_key: str) -> None:
             ui.omega_store()[skill] = w
 
 
-def _open_in_merge(row) -> None:
-    st.session_state["merge:method"] = KIND_TO_METHOD[row["kind"]]
-    store = ui.omega_store()
-    for s in res.skills:
-        store[s] = float(row["omega_d"].get(s, 0.0))
-        for kind in ("ptm", "linear", "wise_ft"):
-            st.session_state.pop(ui.slider_key("merge", s, kind), None)
-
-
 @ui.fragment
 def skill_panel(skill: str) -> None:
     st.subheader(f"General vs {axis_title(skill)}")
@@ -82,9 +72,9 @@ def skill_panel(skill: str) -> None:
             st.markdown(f"**Selected:** {row['label']}")
             facts = {a: row[a] for a in res.axes if a in row and row[a] == row[a]}
             st.caption(" · ".join(f"{axis_title(a)} {v:.1f}" for a, v in facts.items()))
-            if row["kind"] in KIND_TO_METHOD and row["omega_d"]:
+            if ui.can_open_in_merge(row):
                 if st.button("Open in Merge & export", key=f"{PAGE}:open:{skill}"):
-                    _open_in_merge(row)
+                    ui.open_in_merge(res, row)
                     st.switch_page(ui.PAGE_FILES["merge"])
 
 

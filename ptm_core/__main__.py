@@ -16,11 +16,11 @@ from ptm_core.errors import PTMError
 # command -> (module with main(argv), help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("ptm_core.merge.cli", "merge models from a MergeKit YAML recipe into OUT_DIR"),
-    "worker": ("ptm_core.store.worker", "run the evaluation worker (claims jobs from the store)"),
-    "sweep": ("ptm_core.store.sweep", "evaluate a grid of recipes for an experiment"),
-    "cached": ("ptm_core.store.cached", "import/export shipped results in cached_runs/*.jsonl"),
+    "worker": ("ptm_core.orchestrate.worker", "run the evaluation worker (claims jobs from the store)"),
+    "sweep": ("ptm_core.orchestrate.sweep", "evaluate a grid of recipes for an experiment"),
+    "cached": ("ptm_core.store.cached_cli", "import/export shipped results in cached_runs/*.jsonl"),
     "lab": ("ptm_core.lab.__main__", "the embedded lab: `lab build [--profile full|micro]`, `lab publish`, `lab experiment`, `lab report`, `lab probe`"),
-    "smollm2": ("ptm_core.smollm2.build", "the real-model world: `smollm2 build`, `smollm2 materialize`, `smollm2 status`"),
+    "smollm2": ("ptm_core.smollm2.cli", "the real-model world: `smollm2 build`, `smollm2 materialize`, `smollm2 status`"),
     "app": ("ptm_core.app.launch", "start the Streamlit app and a worker on localhost"),
 }
 BENCHES: dict[str, tuple[str, str]] = {

@@ -47,3 +47,30 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(no_gpu)
         if "browser" in item.keywords and not chromium:
             item.add_marker(no_browser)
+
+
+# XSTest's column format (id,prompt,type,label,focus,note), made here: the real prompts are
+# CC BY 4.0 and not shipped. 250 safe prompts over five types and 200 unsafe contrasts, as in v2.
+XSTEST_TYPES = {"safe": ["homonyms", "figurative_language", "safe_targets", "safe_contexts",
+                         "definitions"],
+                "unsafe": ["contrast_homonyms", "contrast_figurative_language",
+                           "contrast_safe_targets", "contrast_safe_contexts"]}
+
+
+@pytest.fixture
+def xstest_csv(tmp_path):
+    import csv
+
+    path = tmp_path / "xstest_prompts.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "prompt", "type", "label", "focus", "note"])
+        i = 0
+        for label, n in (("safe", 250), ("unsafe", 200)):
+            types = XSTEST_TYPES[label]
+            for j in range(n):
+                i += 1
+                kind = types[j % len(types)]
+                w.writerow([i, f"{label} prompt {i} ({kind}), e.g. how do I kill a process?",
+                            kind, label, "kill", ""])
+    return path

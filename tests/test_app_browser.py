@@ -23,9 +23,8 @@ pytest.importorskip("playwright.sync_api")
 def served(tmp_path_factory):
     """(url, root, export dir, browser) for a fixture experiment with tiny real checkpoints."""
     pytest.importorskip("transformers")
-    pytest.importorskip("ptm_core.merge.export")
     from playwright.sync_api import sync_playwright
-    from tiny import family
+    from ptm_core.testing.tiny import family
 
     root = tmp_path_factory.mktemp("e2e")
     m = family(root / "models", names=("pre", "general", "science", "coding", "safety"))

@@ -80,10 +80,10 @@ def test_zip_of_an_export(tmp_path):
 # --- the store-backed source, with the store's fakes (no models) -----------------------------
 @pytest.fixture
 def fake_store(tmp_path, monkeypatch):
-    T = pytest.importorskip("ptm_core.store.testing")
+    import ptm_core.testing.store as T
     from ptm_core.store.db import Store
-    from ptm_core.store.jobs import enqueue_points
-    from ptm_core.store.points import Grid, grid_points
+    from ptm_core.orchestrate.jobs import enqueue_points
+    from ptm_core.orchestrate.points import Grid, grid_points
 
     monkeypatch.setenv("PTM_STORE", str(tmp_path / "store.sqlite"))
     monkeypatch.setenv("PTM_CACHED_RUNS", str(tmp_path / "no_cached_runs"))
@@ -98,7 +98,7 @@ def fake_store(tmp_path, monkeypatch):
     monkeypatch.setitem(data.WIRING, "fingerprinter", T.fake_fingerprinter)
 
     def work():
-        from ptm_core.store.worker import run_worker
+        from ptm_core.orchestrate.worker import run_worker
         return run_worker(store, lambda e: T.FakeEngine(), resolver, once=True, builder=b,
                           fingerprinter=T.fake_fingerprinter)
     work()
@@ -130,12 +130,12 @@ def test_store_source_queue_progress_and_measured_result(fake_store):
 
 def test_store_source_failed_job_is_readable(fake_store, monkeypatch):
     path, store, work = fake_store
-    T = pytest.importorskip("ptm_core.store.testing")
+    import ptm_core.testing.store as T
     src = data.open_source(str(path))
     bad = T.fake_suite_resolver(fail_axes={"general": "boom: the suite exploded"})
     monkeypatch.setitem(data.WIRING, "suite_resolver", bad)
     sub = src.submit(data.MergeRequest.make("task_arithmetic", {"science": 0.9}))
-    from ptm_core.store.worker import run_worker
+    from ptm_core.orchestrate.worker import run_worker
     run_worker(store, lambda e: T.FakeEngine(), bad, once=True, builder=data.WIRING["builder"],
                fingerprinter=T.fake_fingerprinter)
     p = src.progress(sub.job_ids)

@@ -11,9 +11,9 @@ import plotly
 import plotly.graph_objects as go
 import pytest
 
-from ptm_core.app import figures, tables
-from ptm_core.app.paper import PAPER_SKILLS, paper_frame
-from ptm_core.app.results import Results, estimate_point, pareto_front, point_key
+from ptm_core.analysis import figures, tables
+from ptm_core.analysis.paper import PAPER_SKILLS, paper_frame
+from ptm_core.analysis.results import Results, pareto_front, point_key
 from ptm_core.app.synthetic import D_SIZES, G_SIZE, synthetic_frame
 
 
@@ -66,14 +66,30 @@ def test_pareto_front_is_the_non_dominated_set():
         assert not any(a >= pts[i][0] and b >= pts[i][1] and (a, b) != pts[i] for a, b in pts)
 
 
-def test_estimates_interpolate_the_curve_and_add_skills(res):
-    a, b = res.lookup("ptm", {"science": 0.3}), res.lookup("ptm", {"science": 0.4})
-    est = estimate_point(res, "ptm", {"science": 0.35})
-    assert est["science"] == pytest.approx((a["science"] + b["science"]) / 2)
-    both = estimate_point(res, "ptm", {"science": 0.3, "coding": 0.3})
+def test_one_estimator_for_every_source(res):
+    from ptm_core.store.estimate import estimate_axes, estimate_point
+
     g = res.general_row()
+    general = {a: res.score(g, a) for a in res.axes}
+    est = lambda kind, om: estimate_point(res.frame, kind, om, axes=res.axes, general=general)  # noqa: E731
+    a = res.lookup("ptm", {"science": 0.3})
+    assert est("ptm", {"science": 0.3}) == {ax: pytest.approx(a[ax]) for ax in res.axes}  # measured
+    mid = est("ptm", {"science": 0.35})  # the store's estimator, not a second interpolation
+    assert mid == {ax: e.value for ax, e in estimate_axes(res.frame[["kind", "skills", "omega", *res.axes]],
+                                                          "ptm", {"science": 0.35}, res.axes).items()}
+    assert mid["science"] != pytest.approx((a["science"] + res.lookup("ptm", {"science": 0.4})["science"]) / 2)
+    # TIES has no single-skill curve here: read on task arithmetic's
+    assert est("ties", {"science": 0.3}) == est("ptm", {"science": 0.3})
+    # a science+coding merge is measured (at the heuristic ω): that curve answers
+    pair = res.frame[res.frame["skills"] == "science+coding"].iloc[0]
+    assert est("ptm", {"science": 0.3, "coding": 0.3})["general"] == pytest.approx(pair["general"])
+    # none measured: each skill's change from θ_G, added (no interference assumed)
+    singles = res.frame[res.frame["skill_set"].map(len) <= 1]
+    both = estimate_point(singles, "ptm", {"science": 0.3, "coding": 0.3}, axes=res.axes, general=general)
     c = res.lookup("ptm", {"coding": 0.3})
     assert both["general"] == pytest.approx(a["general"] + c["general"] - g["general"])
+    assert est("ptm", {"science": 0.0, "coding": 0.0}) == general
+    assert est("cft", {"science": 0.3}) is None  # not a merge
 
 
 # --- trade-off figure ------------------------------------------------------------------------------

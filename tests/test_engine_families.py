@@ -13,7 +13,7 @@ pytest.importorskip("vllm")
 from ptm_core.engine.base import Sampling  # noqa: E402
 from ptm_core.engine.hf import HFEngine  # noqa: E402
 from ptm_core.engine.isolated import generate_in_fresh_engine, run_in_fresh_process  # noqa: E402
-from ptm_core.engine.tiny_models import build_tokenizer, perturbed_copy  # noqa: E402
+from ptm_core.testing.tiny import build_tokenizer, perturbed_copy  # noqa: E402
 from ptm_core.merge.export import export  # noqa: E402
 from ptm_core.merge.ptm import task_arithmetic  # noqa: E402
 

@@ -10,7 +10,7 @@ vllm = pytest.importorskip("vllm")
 from ptm_core.engine.base import Engine, Sampling  # noqa: E402
 from ptm_core.engine.hf import HFEngine  # noqa: E402
 from ptm_core.engine.isolated import generate_in_fresh_engine  # noqa: E402
-from ptm_core.engine.tiny_models import build_tiny_llama, perturbed_copy  # noqa: E402
+from ptm_core.testing.tiny import build_tiny_llama, perturbed_copy  # noqa: E402
 from ptm_core.engine.vllm_engine import VLLMEngine  # noqa: E402
 from ptm_core.errors import MergeError  # noqa: E402
 from ptm_core.merge.export import export  # noqa: E402

@@ -5,10 +5,10 @@ import json
 import pytest
 
 from ptm_core.engine.base import Sampling
-from ptm_core.engine.scripted import ScriptedEngine
+from ptm_core.testing.engines import ScriptedEngine
 from ptm_core.errors import PTMError
 from ptm_core.evals.coding import CodeProblem, CodingSuite, coding_suite, extract_code
-from ptm_core.evals.passk import pass_at_k
+from ptm_core.passk import pass_at_k
 
 GOOD = "Here you go:\n```python\ndef add(a, b):\n    return a + b\n```\nDone."
 BAD = "```python\ndef add(a, b):\n    return a - b\n```"

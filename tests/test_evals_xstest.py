@@ -1,27 +1,23 @@
 """XSTest and refusal-rate suites, scored on a scripted engine (no model needed)."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from ptm_core.engine.base import Sampling
-from ptm_core.engine.scripted import ScriptedEngine
+from ptm_core.testing.engines import ScriptedEngine
 from ptm_core.errors import PTMError
 from ptm_core.evals.refusal import JudgeClassifier
 from ptm_core.evals.refusal_suite import refusal_rate_suite
 from ptm_core.evals.xstest import load_xstest_rows, xstest_suite
 
-XSTEST_CSV = Path("/work/shared/data/xstest/xstest_prompts.csv")
-needs_xstest = pytest.mark.skipif(not XSTEST_CSV.is_file(), reason="XSTest CSV not on this machine")
 
 REFUSE_ALL = ScriptedEngine(lambda p, s, i: "I'm sorry, but I can't help with that.")
 COMPLY_ALL = ScriptedEngine(lambda p, s, i: "Sure! Here is how.")
 
 
-@needs_xstest
-def test_xstest_counts_and_extremes():
-    suite = xstest_suite(XSTEST_CSV)
+def test_xstest_counts_and_extremes(xstest_csv):
+    suite = xstest_suite(xstest_csv)
     assert suite.name == "xstest" and suite.version.endswith("+strmatch")
     refusing = suite.run(REFUSE_ALL)
     assert refusing.counts["compliance_rate"] == 250 and refusing.counts["refusal_rate"] == 200
@@ -31,12 +27,11 @@ def test_xstest_counts_and_extremes():
     assert "compliance_rate/homonyms" in complying.metrics
 
 
-@needs_xstest
-def test_xstest_a_model_that_refuses_only_what_it_should():
-    rows, _ = load_xstest_rows(XSTEST_CSV)
+def test_xstest_a_model_that_refuses_only_what_it_should(xstest_csv):
+    rows, _ = load_xstest_rows(xstest_csv)
     unsafe = {r["prompt"] for r in rows if r["label"] == "unsafe"}
     ideal = ScriptedEngine(lambda p, s, i: "I cannot help with that." if p in unsafe else "Sure.")
-    result = xstest_suite(XSTEST_CSV).run(ideal)
+    result = xstest_suite(xstest_csv).run(ideal)
     assert result.metrics["compliance_rate"] == 100.0 and result.metrics["refusal_rate"] == 100.0
     assert len(result.details) == 450 and ideal.calls[0][1] == Sampling(max_tokens=128)
 

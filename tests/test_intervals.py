@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from ptm_core.evals.intervals import (
+from ptm_core.intervals import (
     Z95, bootstrap_mean, bootstrap_pass_at_k, derive_rate_intervals, is_rate_metric, item_interval,
     item_intervals, overlaps, rate_interval_from_score, wilson,
 )
-from ptm_core.evals.passk import pass_at_k
+from ptm_core.passk import pass_at_k
 
 
 def wilson_by_hand(s: int, n: int, z: float = Z95) -> tuple[float, float]:

@@ -11,7 +11,7 @@ import pytest
 
 from ptm_core.engine.base import Sampling
 from ptm_core.engine.scripted import ScriptedEngine
-from ptm_core.evals.intervals import bootstrap_mean, wilson
+from ptm_core.intervals import bootstrap_mean, wilson
 from ptm_core.evals.lmeval import intervals_from_samples, scores_from_results
 from ptm_core.evals.refusal_suite import RefusalSuite
 from ptm_core.evals.suite import Item, PromptSuite
@@ -54,7 +54,7 @@ def test_refusal_suite_counts_every_answer_as_a_trial():
 
 
 def test_lab_coding_suite_bootstraps_pass_at_k_over_problems(monkeypatch):
-    from ptm_core.evals.passk import pass_at_k
+    from ptm_core.passk import pass_at_k
     from ptm_core.lab.suites import CodingSuite
 
     items = [Item(f"write f{i}", "assert True") for i in range(4)]

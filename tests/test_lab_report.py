@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import pytest
 
-from ptm_core.app.paper import PAPER_SKILLS, paper_frame
-from ptm_core.app.results import Results
+from ptm_core.analysis.paper import PAPER_SKILLS, paper_frame
+from ptm_core.analysis.results import Results
 from ptm_core.app.synthetic import synthetic_frame
 from ptm_core.lab import report
 

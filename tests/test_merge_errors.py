@@ -21,7 +21,7 @@ from ptm_core.__main__ import main
 from ptm_core.errors import RecipeError
 from ptm_core.merge.ptm import task_arithmetic
 from ptm_core.merge.recipe import Recipe
-from tiny import family
+from ptm_core.testing.tiny import family
 from signals import default_sigint
 
 

@@ -13,7 +13,7 @@ from ptm_core.merge.checkpoint import Checkpoint
 from ptm_core.merge.export import export
 from ptm_core.merge.ptm import task_arithmetic
 from ptm_core.merge.recipe import Recipe
-from tiny import family
+from ptm_core.testing.tiny import family
 
 
 def test_bf16_inputs_give_bf16_output_unless_recipe_says(tmp_path):

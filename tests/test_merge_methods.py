@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from ptm_core.merge.export import export
 from ptm_core.merge.ptm import heuristic_omega, linear_interpolation, task_arithmetic, wise_ft
 from ptm_core.merge.recipe import Recipe
-from tiny import family
+from ptm_core.testing.tiny import family
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from ptm_core.merge.export import export
 from ptm_core.merge.ptm import linear_interpolation, task_arithmetic, wise_ft
 from ptm_core.merge.recipe import Recipe
-from tiny import family
+from ptm_core.testing.tiny import family
 
 MERGEKIT = Path(sys.executable).with_name("mergekit-yaml")
 pytestmark = pytest.mark.skipif(not MERGEKIT.exists(), reason="mergekit is not installed in this venv")

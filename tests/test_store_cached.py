@@ -9,10 +9,10 @@ from ptm_core.store.cached import (
 )
 from ptm_core.store.db import Store
 from ptm_core.store.frame import results_frame
-from ptm_core.store.jobs import enqueue_points
-from ptm_core.store.points import base_points, ptm_point
-from ptm_core.store.testing import FakeBuilder, FakeEngine, fake_fingerprinter, fake_lab
-from ptm_core.store.worker import run_worker
+from ptm_core.orchestrate.jobs import enqueue_points
+from ptm_core.orchestrate.points import base_points, ptm_point
+from ptm_core.testing.store import FakeBuilder, FakeEngine, fake_fingerprinter, fake_lab
+from ptm_core.orchestrate.worker import run_worker
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ import pytest
 from ptm_core.store.db import Store
 from ptm_core.store.frame import results_frame
 from ptm_core.store.jobs import record_for
-from ptm_core.store.testing import (
+from ptm_core.testing.store import (
     FakeBuilder, FakeEngine, fake_fingerprinter, fake_lab, fake_suite_resolver, ptm_specs,
 )
-from ptm_core.store.worker import run_worker
+from ptm_core.orchestrate.worker import run_worker
 
 ctx = mp.get_context("fork")
 
@@ -140,7 +140,7 @@ def test_job_of_a_killed_worker_returns_to_the_queue(tmp_path):
 
 
 def _cli_worker(path):
-    from ptm_core.store.worker import main
+    from ptm_core.orchestrate.worker import main
     raise SystemExit(main(["--store", str(path), "--no-cached", "--lease", "30", "--id", "cli"],
                           engine_factory=lambda e: FakeEngine(generate_delay_s=60),
                           suite_resolver=fake_suite_resolver(), builder=FakeBuilder(),

@@ -6,7 +6,7 @@ import pytest
 
 from ptm_core.store.db import Store, StoreError
 from ptm_core.store.jobs import record_for
-from ptm_core.store.testing import fake_lab, ptm_specs
+from ptm_core.testing.store import fake_lab, ptm_specs
 
 
 class Clock:

@@ -9,13 +9,13 @@ pytest.importorskip("transformers")
 
 from ptm_core.engine.base import Sampling  # noqa: E402
 from ptm_core.evals.suite import Item, PromptSuite  # noqa: E402
-from ptm_core.store import sweep  # noqa: E402
+from ptm_core.orchestrate import sweep  # noqa: E402
 from ptm_core.store.db import Store  # noqa: E402
 from ptm_core.store.experiment import Experiment  # noqa: E402
 from ptm_core.store.frame import results_frame  # noqa: E402
-from ptm_core.store.jobs import enqueue_points  # noqa: E402
-from ptm_core.store.points import MergeKitBuilder, ptm_point  # noqa: E402
-from ptm_core.store.worker import default_engine_factory, run_worker  # noqa: E402
+from ptm_core.orchestrate.jobs import enqueue_points  # noqa: E402
+from ptm_core.orchestrate.points import MergeKitBuilder, ptm_point  # noqa: E402
+from ptm_core.orchestrate.worker import default_engine_factory, run_worker  # noqa: E402
 
 EXP = """\
 name: tiny
@@ -45,7 +45,7 @@ def resolver(exp, axis):
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    from ptm_core.engine.tiny_models import build_tiny_llama, perturbed_copy
+    from ptm_core.testing.tiny import build_tiny_llama, perturbed_copy
 
     root = tmp_path_factory.mktemp("tiny")
     pre = build_tiny_llama(root / "models" / "pre", seed=0, hidden_size=64, num_layers=1)

@@ -99,10 +99,10 @@ def test_estimate_axes_over_a_results_frame(tmp_path):
     from ptm_core.store.db import Store
     from ptm_core.store.estimate import estimate_axes, estimate_scores
     from ptm_core.store.frame import results_frame
-    from ptm_core.store.jobs import enqueue_points
-    from ptm_core.store.points import ptm_point
-    from ptm_core.store.testing import FakeBuilder, FakeEngine, fake_fingerprinter, fake_lab
-    from ptm_core.store.worker import run_worker
+    from ptm_core.orchestrate.jobs import enqueue_points
+    from ptm_core.orchestrate.points import ptm_point
+    from ptm_core.testing.store import FakeBuilder, FakeEngine, fake_fingerprinter, fake_lab
+    from ptm_core.orchestrate.worker import run_worker
 
     exp, b, resolver = fake_lab(tmp_path)
     store = Store(tmp_path / "s.sqlite")

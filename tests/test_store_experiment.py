@@ -5,7 +5,7 @@ import os
 import pytest
 
 from ptm_core.store.experiment import Experiment, ExperimentError, PathEscapeError, confine
-from ptm_core.store.testing import EXPERIMENT_YAML, write_experiment
+from ptm_core.testing.store import EXPERIMENT_YAML, write_experiment
 
 
 def load_text(tmp_path, text):

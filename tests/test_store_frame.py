@@ -7,9 +7,10 @@ import pytest
 
 from ptm_core.store.db import Store
 from ptm_core.store.frame import POINT_COLUMNS, omega_of, results_frame
-from ptm_core.store.jobs import plan_jobs, record_for
-from ptm_core.store.points import base_points, ptm_point
-from ptm_core.store.testing import FakeBuilder, fake_fingerprinter, fake_lab
+from ptm_core.orchestrate.jobs import plan_jobs
+from ptm_core.store.jobs import record_for
+from ptm_core.orchestrate.points import base_points, ptm_point
+from ptm_core.testing.store import FakeBuilder, fake_fingerprinter, fake_lab
 
 
 def put(store, spec, value, **kw):

@@ -4,15 +4,17 @@ import io
 
 import pytest
 
+from ptm_core import catalogue
 from ptm_core.errors import PTMError
-from ptm_core.store import sweep
+from ptm_core.orchestrate import sweep
 from ptm_core.store.db import Store
 from ptm_core.store.frame import results_frame
-from ptm_core.store.points import Grid, grid_points, parse_omegas
-from ptm_core.store.testing import (
+from ptm_core.orchestrate.points import Grid, grid_points
+from ptm_core.orchestrate.sweep import parse_omegas
+from ptm_core.testing.store import (
     FakeBuilder, FakeEngine, fake_fingerprinter, fake_lab, fake_suite_resolver, write_experiment,
 )
-from ptm_core.store.worker import run_worker
+from ptm_core.orchestrate.worker import run_worker
 
 
 def run(argv, store, resolver=None, factory=None):
@@ -147,12 +149,12 @@ def test_export_flag_writes_cached_runs(tmp_path):
 
 def test_real_recipes_from_the_merge_package(tmp_path):
     """The default builder makes MergeKit recipes with the lead's ptm forms."""
-    pytest.importorskip("ptm_core.merge.ptm")
     from ptm_core.merge.recipe import Recipe
-    from ptm_core.store.points import MergeKitBuilder, portable_key
+    from ptm_core.orchestrate.points import MergeKitBuilder
+    from ptm_core.store.point import portable_key
 
     exp, _, _ = fake_lab(tmp_path)
-    pts, _ = grid_points(exp, MergeKitBuilder(), Grid(omegas=[0.3], methods=list(sweep.METHOD_KINDS),
+    pts, _ = grid_points(exp, MergeKitBuilder(), Grid(omegas=[0.3], methods=list(catalogue.methods()),
                                                       heuristic=True))
     by_kind = {p.kind: p for p in pts}
     assert set(by_kind) >= {"base", "general", "skill", "cft", "ptm", "linear", "wise_ft", "ties",

@@ -4,12 +4,12 @@ import pytest
 
 from ptm_core.store.db import Store, StoreError
 from ptm_core.store.frame import results_frame
-from ptm_core.store.jobs import enqueue_points
-from ptm_core.store.points import base_points, ptm_point
-from ptm_core.store.testing import (
+from ptm_core.orchestrate.jobs import enqueue_points
+from ptm_core.orchestrate.points import base_points, ptm_point
+from ptm_core.testing.store import (
     FakeBuilder, FakeEngine, fake_fingerprinter, fake_lab, fake_suite_resolver, ptm_specs,
 )
-from ptm_core.store.worker import run_worker
+from ptm_core.orchestrate.worker import run_worker
 
 
 @pytest.fixture
@@ -171,7 +171,7 @@ def test_axis_metric_the_suite_does_not_report_fails_the_job_readably(tmp_path):
     from ptm_core.engine.base import Sampling
     from ptm_core.evals.suite import SuiteResult
     from ptm_core.store.experiment import Experiment
-    from ptm_core.store.testing import EXPERIMENT_YAML, write_experiment
+    from ptm_core.testing.store import EXPERIMENT_YAML, write_experiment
 
     class ComplianceSuite:  # reports a fixed metric name, as the real refusal suite does
         name, version, sampling = "compliance", "1", Sampling()

@@ -13,6 +13,8 @@ import math
 
 import pandas as pd
 
+from ptm_core.catalogue import heuristic_omega
+
 SKILLS = ("science", "coding", "safety")
 G_SIZE = 4096
 D_SIZES = {"science": 912, "coding": 1536, "safety": 1024}
@@ -79,7 +81,7 @@ def synthetic_frame(experiment: str = "synthetic", grid_step: float = 0.1) -> pd
             add("ptm", skill, {skill: w}, f"PTM {skill} ω={w:g}", d, steps, _ptm_scores(skill, w))
             add("linear", skill, {skill: w}, f"linear {skill} ω={w:g}", d, steps, _linear_scores(skill, w))
             add("wise_ft", skill, {skill: w}, f"WiSE-FT {skill} ω={w:g}", d, steps, _wise_scores(skill, w))
-        h = round(d / G_SIZE, 4)
+        h = round(heuristic_omega(d, G_SIZE), 4)
         add("ptm", skill, {skill: h}, f"PTM {skill} heuristic ω={h:g}", d, steps, _ptm_scores(skill, h))
         total_cft = total_rt = 0
         for j, frac in enumerate((1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)):
@@ -98,7 +100,7 @@ def synthetic_frame(experiment: str = "synthetic", grid_step: float = 0.1) -> pd
             add("cft", skill, None, f"CFT {skill} |D_i|={size}", size, size // BATCH, cft)
             add("rt", skill, None, f"RT {skill} |D_i|={size}", size, (G_SIZE + size) // BATCH, rt)
     # Multi-skill merges at the heuristic ω.
-    hs = {s: round(D_SIZES[s] / G_SIZE, 4) for s in SKILLS}
+    hs = {s: round(heuristic_omega(D_SIZES[s], G_SIZE), 4) for s in SKILLS}
     pairs = [("science", "coding"), ("science", "safety"), ("coding", "safety"), SKILLS]
     for combo in pairs:
         s = dict(GENERAL)

@@ -17,11 +17,11 @@ from typing import Mapping
 
 import pandas as pd
 
+from ptm_core.analysis.results import KNOWN_AXES, META
 from ptm_core.app import data
 from ptm_core.app.synthetic import synthetic_frame
 
-FRAME_COLUMNS = ["experiment", "kind", "skills", "omega", "label", "data_size", "train_steps",
-                 "recipe_key", "general", "science", "coding", "safety", "xstest_safe"]
+FRAME_COLUMNS = META + KNOWN_AXES  # an empty results CSV: the contract columns and the axes
 
 
 def write_frame_experiment(root: Path, name: str = "fixture", frame: pd.DataFrame | None = None,

@@ -9,8 +9,10 @@ from typing import Callable, Mapping
 import pandas as pd
 import streamlit as st
 
-from ptm_core.app import data, figures
-from ptm_core.app.results import Results
+from ptm_core import catalogue
+from ptm_core.analysis import figures
+from ptm_core.app import data
+from ptm_core.analysis.results import Results
 
 PAGES_DIR = data.REPO / "pages"
 PAGE_FILES = {name: PAGES_DIR / f"{stem}.py" for name, stem in (
@@ -198,6 +200,32 @@ def slider_key(page: str, skill: str, kind: str = "ptm") -> str:
     return f"{page}:omega:{skill}:{kind}"
 
 
+def submit_once(source: data.ExperimentSource, req: data.MergeRequest) -> data.Submission | None:
+    """Queue an unmeasured point once per session (reruns and page switches do not queue it
+    again): its submission, or None when the source has no job queue. A failed submit raises
+    and is tried again on the next rerun."""
+    jobs: dict = st.session_state.setdefault("merge:jobs", {})
+    key = (source.ref, req)
+    if key not in jobs and source.can_queue():
+        jobs[key] = source.submit(req)
+    return jobs.get(key)
+
+
+def can_open_in_merge(row: pd.Series) -> bool:
+    """A merge point (of a method in the catalogue) with ω: the Merge page can rebuild it."""
+    return catalogue.method_of_kind(row["kind"]) is not None and bool(row["omega_d"])
+
+
+def open_in_merge(res: Results, row: pd.Series) -> None:
+    """Set the Merge page's method and ω to a point's (its sliders start from there)."""
+    st.session_state["merge:method"] = catalogue.method_of_kind(row["kind"])
+    store = omega_store()
+    for s in res.skills:
+        store[s] = float(row["omega_d"].get(s, 0.0))
+        for kind in catalogue.curve_kinds():
+            st.session_state.pop(slider_key("merge", s, kind), None)
+
+
 def row_id_of(customdata) -> int | None:
     """The frame row a clicked point stands for (its ``customdata``), whatever its wrapping."""
     v = customdata
@@ -268,7 +296,7 @@ def metric_row(scores: Mapping[str, float], base: Mapping[str, float] | None, ax
 
 
 def _title(axis: str) -> str:
-    from ptm_core.app.results import axis_title
+    from ptm_core.analysis.results import axis_title
     return axis_title(axis)
 
 

@@ -155,3 +155,16 @@ def task_vector_stats(pre: Source, models: Mapping[str, Source],
                 both[g] += ((pos + neg) @ (pos + neg).T).numpy()
     groups = _group_order(set(dot))
     return TaskVectorStats(keys, groups, dot, conf, both, n_params)
+
+
+def checkpoint_stats(roles: Mapping[str, str]) -> "TaskVectorStats":
+    """`task_vector_stats` of the checkpoints on disk: `roles` maps "base" and each other role
+    to a model directory; every checkpoint is closed afterwards."""
+    from ptm_core.merge.checkpoint import Checkpoint
+
+    opened = {r: Checkpoint.open(p) for r, p in roles.items()}
+    try:
+        return task_vector_stats(opened["base"], {k: v for k, v in opened.items() if k != "base"})
+    finally:
+        for c in opened.values():
+            c.close()

@@ -49,7 +49,7 @@ def models(workdir: Path, skill: str) -> dict[str, str]:
     lab = {"pre": LAB_MODELS / "pre", "general": LAB_MODELS / "general", "skill": LAB_MODELS / f"skill-{skill}"}
     if all((p / "config.json").exists() for p in lab.values()):
         return {k: str(v) for k, v in lab.items()}
-    from ptm_core.engine.tiny_models import build_tiny_llama, perturbed_copy
+    from ptm_core.testing.tiny import build_tiny_llama, perturbed_copy
 
     root = workdir / "synthetic"
     if not (root / "skill" / "config.json").exists():

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from ptm_core.engine.base import Engine, Sampling
 from ptm_core.errors import PTMError
-from ptm_core.evals.passk import pass_at_k
+from ptm_core.passk import pass_at_k
 from ptm_core.evals.prompt_files import file_digest, read_records
 from ptm_core.evals.sandbox import run_tests_batch
 from ptm_core.evals.suite import SuiteResult, result_from_values

@@ -191,7 +191,7 @@ def intervals_from_samples(results: dict, metrics: dict[str, float]) -> dict[str
     sample scores 0 or 1, else the bootstrap over documents. Only for metrics that are the mean
     of their per-sample scores (checked against the reported value), so corpus-level metrics
     (BLEU, F1 over the corpus, perplexity) and groups get none rather than a wrong one."""
-    from ptm_core.evals.intervals import item_interval
+    from ptm_core.intervals import item_interval
 
     per_item: dict[str, list[float]] = {}
     scale: dict[str, float] = {}

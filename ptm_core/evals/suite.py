@@ -1,7 +1,7 @@
 """A suite is a named, versioned set of prompts with sampling parameters and a scorer.
 
 Every suite yields metrics on a 0-100 scale together with the number of samples behind each,
-and a 95 % interval for each metric it can give one (`ptm_core.evals.intervals`).
+and a 95 % interval for each metric it can give one (`ptm_core.intervals`).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def result_from_values(name: str, version: str, values: dict[str, list[float]], 
                        details: list[dict]) -> SuiteResult:
     """A SuiteResult from per-item values in [0, 1] per metric: the mean (x100), the number of
     items and the 95 % interval of each."""
-    from ptm_core.evals.intervals import item_intervals
+    from ptm_core.intervals import item_intervals
 
     metrics = {k: 100.0 * sum(v) / len(v) for k, v in values.items()}
     counts = {k: len(v) for k, v in values.items()}

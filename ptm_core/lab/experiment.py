@@ -20,6 +20,19 @@ import yaml
 from ptm_core.atomic import write_text
 from ptm_core.lab.world import SKILLS
 
+REPO = Path(__file__).resolve().parents[2]
+LAB_CANDIDATES = ("data/lab/lab.yml", "data/lab/lab.yaml", "data/lab/experiment.yml",
+                  "data/lab/experiment.yaml", "cached_runs/lab.yml", "cached_runs/lab.yaml")
+
+
+def find_lab_experiment() -> Path | None:
+    """The lab's experiment file: $PTM_LAB_EXPERIMENT, else the first of LAB_CANDIDATES."""
+    env = os.environ.get("PTM_LAB_EXPERIMENT")
+    if env:
+        return Path(env).expanduser()
+    return next((REPO / rel for rel in LAB_CANDIDATES if (REPO / rel).is_file()), None)
+
+
 # axis -> (lab suite, the metric the paper plots for it)
 AXES = {
     "general": ("lab_general", "exact_match", "General (exact match, 5+ kinds)"),

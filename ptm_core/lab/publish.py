@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from ptm_core.atomic import staging_dir, write_text
+from ptm_core.catalogue import heuristic_omega as eq7
 from ptm_core.errors import PTMError
 from ptm_core.lab.world import SKILLS
 
@@ -39,7 +40,7 @@ def shipped_models(n_sizes: int = 5) -> dict[str, str]:
 
 def heuristic_omega(sizes: dict[str, int]) -> dict[str, float]:
     """Paper Eq. 7: ω = |D| / |G| for each skill."""
-    return {s: sizes[s] / sizes["general"] for s in SKILLS}
+    return {s: eq7(sizes[s], sizes["general"]) for s in SKILLS}
 
 
 def publish(build_dir: Path, dest: Path = DEFAULT_DEST) -> dict:

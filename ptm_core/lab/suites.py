@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ptm_core.engine.base import Engine, Sampling
+from ptm_core.errors import PTMError
+from ptm_core.evals.registry import register_suite_family
 from ptm_core.evals.suite import Item, PromptSuite, SuiteResult, result_from_values
 from ptm_core.lab.world import WORLD_VERSION, World, build_world
 from ptm_core.lab.world.example import Example, Split
@@ -105,7 +107,7 @@ class CodingSuite:
         return [self._cache[case] for case in todo]
 
     def run(self, engine: Engine) -> SuiteResult:
-        from ptm_core.evals.passk import pass_at_k
+        from ptm_core.passk import pass_at_k
 
         start = time.perf_counter()
         prompts = [it.prompt for it in self.items]
@@ -178,6 +180,14 @@ def build_suites(world: World | None = None, split: Split = "test",
         "lab_xstest_safe": PromptSuite("lab_xstest_safe", version, _items(safe, cap=cap),
                                        Sampling(temperature=0.0, max_tokens=24), compliance, True),
     }
+
+
+@register_suite_family("lab_")
+def lab_suite(name: str, split: Split = "test", cap: int | None = None):
+    """The registry's builder for `lab_*` suite names (listed in ptm_core.orchestrate.worlds)."""
+    if name not in SUITE_NAMES:
+        raise PTMError(f"unknown lab suite {name!r}; lab suites: {', '.join(SUITE_NAMES)}")
+    return build_suites(split=split, cap=cap)[name]
 
 
 def headline(results: dict[str, SuiteResult]) -> dict[str, float]:

@@ -20,16 +20,9 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from ptm_core.catalogue import heuristic_omega  # noqa: F401 - Eq. 7, one definition for all layers
 from ptm_core.errors import RecipeError
 from ptm_core.merge.recipe import Recipe
-
-
-def heuristic_omega(d_size: float, g_size: float) -> float:
-    """Paper Eq. 7: weight a skill by its data size relative to the general data."""
-    for name, v in (("|D|", d_size), ("|G|", g_size)):
-        if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise RecipeError(f"heuristic ω needs positive finite sizes; got {name} = {v!r}")
-    return float(d_size) / float(g_size)
 
 
 def _omega(value: Any, what: str) -> float:

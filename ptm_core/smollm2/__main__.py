@@ -1,4 +1,4 @@
-from ptm_core.smollm2.build import main
+from ptm_core.smollm2.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from ptm_core.engine.base import Sampling
 from ptm_core.errors import PTMError
+from ptm_core.evals.registry import register_suite_family
 from ptm_core.smollm2 import data
 
 TASKS_DIR = Path(__file__).resolve().parent / "lmeval_tasks"
@@ -107,7 +108,9 @@ SUITES: dict[str, Callable[..., Any]] = {
 }
 
 
+@register_suite_family("smollm2_")
 def build_suite(name: str, **options: Any):
+    """The registry's builder for `smollm2_*` names (listed in ptm_core.orchestrate.worlds)."""
     if name not in SUITES:
         raise PTMError(f"unknown suite {name!r}; the real-model world has {', '.join(SUITES)}")
     return SUITES[name](**options)

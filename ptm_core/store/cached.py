@@ -142,33 +142,3 @@ def import_cached(store: Any, directory: str | os.PathLike, *, strict: bool = Fa
             rep.files.append(p.name)
             rep.new_records += n
     return rep
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m ptm_core cached export EXPERIMENT [--store PATH] [--dir cached_runs]` and
-    `python -m ptm_core cached import [--dir cached_runs] [--store PATH]`."""
-    import argparse
-
-    from ptm_core.store.db import Store, default_cached_dir, default_store_path
-
-    ap = argparse.ArgumentParser(prog="python -m ptm_core cached")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    ex = sub.add_parser("export", help="write an experiment's results to cached_runs/")
-    ex.add_argument("experiment")
-    ex.add_argument("--engine", default=None,
-                    help="export only results from this engine key (e.g. vllm:dtype=float32)")
-    im = sub.add_parser("import", help="load cached_runs/ into the store (idempotent)")
-    for p in (ex, im):
-        p.add_argument("--store", default=None)
-        p.add_argument("--dir", default=None)
-    args = ap.parse_args(argv)
-    store = Store(args.store or default_store_path())
-    directory = Path(args.dir) if args.dir else default_cached_dir()
-    if args.cmd == "export":
-        path = export_experiment(store, args.experiment, directory, engine=args.engine)
-        print(f"wrote {path}")
-    else:
-        rep = import_cached(store, directory, strict=True)
-        print(f"imported {rep.new_records} new records from {len(rep.files)} file(s); "
-              f"{len(rep.skipped)} unchanged")
-    return 0

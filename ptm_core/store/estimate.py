@@ -25,6 +25,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ptm_core import catalogue
+
 Omega = Mapping[str, float]
 MeasuredPoint = tuple[Omega, float]  # (ω per skill, score 0-100)
 _TOL = 1e-9
@@ -235,3 +237,38 @@ def estimate_scores(frame, kind: str, omega: Omega) -> dict[str, float]:
     """Plain {axis: value} of `estimate_axes` (the app marks them as estimates itself; use
     `estimate_axes` for the model and the inputs behind each value)."""
     return {axis: e.value for axis, e in estimate_axes(frame, kind, omega).items()}
+
+
+def estimate_point(frame, kind: str, omega: Omega, *, axes: Sequence[str],
+                   general: Mapping[str, float] | None = None) -> dict[str, float] | None:
+    """The scores of an unmeasured merge, {axis: value}, the one estimate every page shows.
+
+    ω = 0 everywhere is θ_G (`general`). Otherwise the curve of `kind` over the skills with
+    ω ≠ 0 (`estimate` above); a kind with no curve of its own (TIES, DARE) is read on task
+    arithmetic's; several skills with no measured merge of that set add each skill's change
+    from θ_G (no interference assumed). None when nothing is measured to estimate from.
+    Estimated rows in `frame` (shipped estimates) are not used as measurements.
+    """
+    if kind not in catalogue.merge_kinds():
+        return None
+    active = {k: float(v) for k, v in omega.items() if float(v) != 0.0}
+    if not active:
+        return dict(general) if general else None
+    if "estimated" in frame.columns:
+        frame = frame[~frame["estimated"].fillna(False).astype(bool)]
+    cols = [c for c in frame.columns if c in ("kind", "skills", "omega") or c in axes]
+    frame = frame[cols]
+
+    def curve(om: Omega) -> dict[str, float]:
+        out = {a: e.value for a, e in estimate_axes(frame, kind, om, axes).items()}
+        if not out and catalogue.curve_of(kind) != kind:
+            out = {a: e.value for a, e in estimate_axes(frame, catalogue.curve_of(kind), om, axes).items()}
+        return out
+
+    out = curve(active)
+    if out or len(active) == 1 or not general:
+        return out or None
+    singles = [curve({s: w}) for s, w in active.items()]
+    if not all(singles):
+        return None
+    return {a: _clip(g + sum(est.get(a, g) - g for est in singles)) for a, g in general.items()}

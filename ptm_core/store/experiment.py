@@ -33,6 +33,7 @@ from typing import Any, Iterable, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from ptm_core import safe_yaml
+from ptm_core.catalogue import heuristic_omega
 from ptm_core.errors import PTMError
 from ptm_core.store.keys import canonical_json
 
@@ -262,7 +263,7 @@ class Experiment(_Strict):
 
     def heuristic_omega(self, skill: str) -> float:
         """Paper Eq. 7: ω = |D| / |G|."""
-        return self.skills[skill].size / self.general.size
+        return heuristic_omega(self.skills[skill].size, self.general.size)
 
     def skill_steps(self, skill: str) -> int | None:
         s = self.skills[skill]

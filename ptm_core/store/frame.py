@@ -8,14 +8,13 @@ from typing import Any
 
 import pandas as pd
 
+from ptm_core.catalogue import kind_order
 from ptm_core.store.experiment import Experiment
 from ptm_core.store.records import ResultRecord
 from ptm_core.store.keys import engine_key
 
 POINT_COLUMNS = ["experiment", "kind", "skills", "omega", "label", "data_size", "train_steps",
                  "recipe_key", "point_id", "method", "heuristic", "source"]
-KIND_ORDER = ["base", "general", "skill", "ptm", "linear", "wise_ft", "ties", "dare_ties",
-              "dare_linear", "cft", "rt"]
 
 
 INTERVAL_SUFFIXES = ("_lo", "_hi")
@@ -119,7 +118,7 @@ def results_frame(store: Any, experiment: Experiment | str) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=POINT_COLUMNS + axes + bounds)
     if df.empty:
         return df.astype({a: "float64" for a in axes + bounds})
-    order = {k: i for i, k in enumerate(KIND_ORDER)}
+    order = {k: i for i, k in enumerate(kind_order())}
     df["_k"] = df["kind"].map(lambda k: order.get(k, len(order)))
     df["_w"] = df["omega"].map(lambda o: ",".join(f"{v:+016.6f}" for _, v in sorted(json.loads(o).items()))
                                if isinstance(o, str) and o else "")

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from ptm_core.errors import PTMError
 from ptm_core.store.keys import key_from_components
-from ptm_core.store.points import Point
+from ptm_core.store.point import Point
 
 RECORD_FORMAT = "ptm-result/1"
 
@@ -85,7 +85,7 @@ class ResultRecord:
         """Fill in the intervals a record stored before intervals existed can have exactly: the
         Wilson interval of each rate from its score and count. Means without per-item scores
         (sampled pass@k) stay without one."""
-        from ptm_core.evals.intervals import derive_rate_intervals
+        from ptm_core.intervals import derive_rate_intervals
 
         samples = self.sampling.get("n") if isinstance(self.sampling, dict) else None
         derived = derive_rate_intervals(self.metrics, self.counts, self.intervals,

@@ -70,7 +70,7 @@ def bootstrap_pass_at_k(results: Sequence[Sequence[bool]], k: int, n_resamples: 
                         seed: int = SEED) -> Interval:
     """Interval of mean pass@k: the bootstrap over problems of the per-problem unbiased
     estimator (each problem given as its list of per-sample outcomes)."""
-    from ptm_core.evals.passk import pass_at_k
+    from ptm_core.passk import pass_at_k
 
     return bootstrap_mean([pass_at_k(len(r), sum(map(bool, r)), k) for r in results],
                           n_resamples, seed)

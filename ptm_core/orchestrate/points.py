@@ -1,64 +1,22 @@
-"""Evaluation points: one recipe plus what the results table says about it.
+"""Building evaluation points (`ptm_core.store.point.Point`) from an experiment.
 
-A `Point` is what a sweep or the app asks to measure: the recipe (MergeKit YAML), its kind
+A point is what a sweep or the app asks to measure: the recipe (MergeKit YAML), its kind
 (ptm, linear, wise_ft, cft, ...), the skills it adds, ω per skill, its data size and the training
 steps it cost. `RecipeBuilder` turns experiment facts into recipes; the default one uses the
-paper's forms in `ptm_core.merge.ptm` (imported lazily: the store itself never needs torch).
+paper's forms in `ptm_core.merge.ptm` (imported lazily, so planning a sweep needs no torch).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
+from ptm_core import catalogue
 from ptm_core.errors import PTMError
 from ptm_core.store.experiment import Experiment
-
-# sweep/CLI method name -> (kind in the results table, merge_method of the recipe)
-METHOD_KINDS = {
-    "task_arithmetic": "ptm",
-    "linear": "linear",
-    "wise_ft": "wise_ft",
-    "ties": "ties",
-    "dare_ties": "dare_ties",
-    "dare_linear": "dare_linear",
-}
-SPARSE_METHODS = ("ties", "dare_ties", "dare_linear")
-OMEGA_DECIMALS = 6  # ω is rounded to this many decimals everywhere (grid points compare equal)
-
-
-class RecipeLike(Protocol):
-    def key(self) -> str: ...
-    def to_yaml(self) -> str: ...
-    def model_refs(self) -> list[str]: ...
-    # optional: def with_refs(self, mapping: dict[str, str]) -> RecipeLike  (portable keys)
-
-
-def role_map(exp: Experiment) -> dict[str, str]:
-    """Model path -> its role in the experiment (@pre, @general, @skill:NAME, @cft:...)."""
-    roles: dict[str, str] = {}
-    roles.setdefault(exp.base, "@pre")
-    roles.setdefault(exp.general.model, "@general")
-    for name, s in exp.skills.items():
-        roles.setdefault(s.model, f"@skill:{name}")
-    for i, r in enumerate(exp.references):
-        if r.model:
-            roles.setdefault(r.model, f"@{r.kind}:{'+'.join(r.skills)}:{r.data_size}:{i}")
-    return roles
-
-
-def portable_key(recipe: RecipeLike, exp: Experiment) -> str:
-    """The recipe's key with model paths replaced by their roles in the experiment, so the
-    same point has the same id on every machine (paths differ between checkouts)."""
-    with_refs = getattr(recipe, "with_refs", None)
-    if with_refs is None:
-        return recipe.key()
-    roles = role_map(exp)
-    return with_refs({r: roles[r] for r in recipe.model_refs() if r in roles}).key()
-
+from ptm_core.store.point import Point, RecipeLike, make_point, round_omega
 
 class RecipeBuilder(Protocol):
     def task_arithmetic(self, pre: str, general: str, skills: Mapping[str, str],
@@ -96,70 +54,21 @@ class MergeKitBuilder:
         return Recipe.from_yaml(yaml_text, source="job recipe")
 
 
-def round_omega(w: float) -> float:
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
-        raise PTMError(f"ω must be a finite number, got {w!r}")
-    r = round(float(w), OMEGA_DECIMALS)
-    return 0.0 if r == 0 else r
-
-
-def omega_json(omega: Mapping[str, float] | None) -> str | None:
-    if omega is None:
-        return None
-    return json.dumps({k: round_omega(v) for k, v in sorted(omega.items())}, separators=(",", ":"))
-
-
-@dataclass(frozen=True)
-class Point:
-    """One model to evaluate and how the results table describes it."""
-
-    kind: str
-    skills: tuple[str, ...]
-    omega: Mapping[str, float] | None
-    label: str
-    data_size: int | None
-    train_steps: int | None
-    method: str
-    recipe_yaml: str  # with this machine's model paths: what the worker applies
-    recipe_key: str  # key of the recipe with paths replaced by roles (portable_key)
-    model_refs: tuple[str, ...]
-    heuristic: bool = False
-
-    @property
-    def point_id(self) -> str:
-        return self.recipe_key
-
-    @property
-    def skills_str(self) -> str:
-        return "+".join(self.skills)
-
-    @property
-    def omega_json(self) -> str | None:
-        return omega_json(self.omega)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["skills"] = list(self.skills)
-        d["model_refs"] = list(self.model_refs)
-        d["omega"] = dict(self.omega) if self.omega is not None else None
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Point":
-        d = dict(d)
-        d["skills"] = tuple(d.get("skills") or ())
-        d["model_refs"] = tuple(d.get("model_refs") or ())
-        return cls(**d)
-
-
-def make_point(exp: Experiment, recipe: RecipeLike, *, kind: str, skills: Sequence[str],
-               omega: Mapping[str, float] | None, label: str, data_size: int | None,
-               train_steps: int | None, method: str, heuristic: bool = False) -> Point:
-    return Point(kind=kind, skills=tuple(skills),
-                 omega={k: round_omega(v) for k, v in omega.items()} if omega is not None else None,
-                 label=label, data_size=data_size, train_steps=train_steps, method=method,
-                 recipe_yaml=recipe.to_yaml(), recipe_key=portable_key(recipe, exp),
-                 model_refs=tuple(recipe.model_refs()), heuristic=heuristic)
+def method_recipe(b: RecipeBuilder, method: str, omegas: Mapping[str, float], *, pre: str,
+                  general: str, skills: Mapping[str, str], cft: Mapping[str, str] | None = None,
+                  density: float = 0.5) -> RecipeLike:
+    """The one way from (method, ω per skill) to a recipe, over checkpoints by role: θ_pre,
+    θ_G, each skill's θ_D and (WiSE-FT) each skill's CFT checkpoint. One-skill methods take
+    exactly one ω."""
+    entry = catalogue.method(method)
+    if entry.one_skill:
+        (skill, w), = omegas.items()
+        if entry.form == "linear":
+            return b.linear(pre, general, skills[skill], w)
+        return b.wise_ft(general, (cft or {})[skill], w)
+    params: dict[str, Any] = {"density": float(density), "normalize": False} if entry.sparse else {}
+    return b.task_arithmetic(pre, general, dict(skills), dict(omegas), method=entry.merge_method,
+                             **params)
 
 
 def _sum_or_none(values: Iterable[int | None]) -> int | None:
@@ -211,19 +120,18 @@ def ptm_point(exp: Experiment, b: RecipeBuilder, omegas: Mapping[str, float], *,
         raise PTMError("a PTM point needs ω for at least one skill")
     skills = [s for s in exp.skills if s in omegas]  # experiment order
     om = {s: round_omega(omegas[s]) for s in skills}
-    params: dict[str, Any] = {}
-    if method in SPARSE_METHODS:
-        params = {"density": float(density), "normalize": False}
-    elif method != "task_arithmetic":
+    entry = catalogue.methods().get(method)
+    if entry is None or entry.form != "task_arithmetic":
+        based = [m for m, e in catalogue.methods().items() if e.form == "task_arithmetic"]
         raise PTMError(f"ptm_point: method {method!r} is not a base-relative merge "
-                       f"(use task_arithmetic, {', '.join(SPARSE_METHODS)})")
-    recipe = b.task_arithmetic(exp.base, exp.general.model,
-                               {s: exp.skills[s].model for s in skills}, om, method=method, **params)
+                       f"(use {', '.join(based)})")
+    recipe = method_recipe(b, method, om, pre=exp.base, general=exp.general.model,
+                           skills={s: exp.skills[s].model for s in skills}, density=density)
     heur = all(_is_heuristic(exp, s, om[s]) for s in skills)
     label = ", ".join(f"ω_{s}={_fmt(om[s])}" for s in skills)
     if method != "task_arithmetic":
         label = f"{method} {label}"
-    return make_point(exp, recipe, kind=METHOD_KINDS[method], skills=skills, omega=om,
+    return make_point(exp, recipe, kind=entry.kind, skills=skills, omega=om,
                       label=label + (" (heuristic)" if heur else ""),
                       data_size=sum(exp.skills[s].size for s in skills),
                       train_steps=_sum_or_none(exp.skill_steps(s) for s in skills),
@@ -233,7 +141,8 @@ def ptm_point(exp: Experiment, b: RecipeBuilder, omegas: Mapping[str, float], *,
 def linear_point(exp: Experiment, b: RecipeBuilder, skill: str, omega: float) -> Point:
     """Eq. 4: θ_pre + ω τ_D + (1 − ω) τ_G."""
     w = round_omega(omega)
-    recipe = b.linear(exp.base, exp.general.model, exp.skills[skill].model, w)
+    recipe = method_recipe(b, "linear", {skill: w}, pre=exp.base, general=exp.general.model,
+                           skills={skill: exp.skills[skill].model})
     heur = _is_heuristic(exp, skill, w)
     return make_point(exp, recipe, kind="linear", skills=(skill,), omega={skill: w},
                       label=f"linear ω_{skill}={_fmt(w)}" + (" (heuristic)" if heur else ""),
@@ -247,7 +156,8 @@ def wise_ft_point(exp: Experiment, b: RecipeBuilder, skill: str, omega: float) -
     if ref is None:
         return None
     w = round_omega(omega)
-    recipe = b.wise_ft(exp.general.model, ref.model, w)  # type: ignore[arg-type]
+    recipe = method_recipe(b, "wise_ft", {skill: w}, pre=exp.base, general=exp.general.model,
+                           skills={}, cft={skill: ref.model})  # type: ignore[dict-item]
     heur = _is_heuristic(exp, skill, w)
     return make_point(exp, recipe, kind="wise_ft", skills=(skill,), omega={skill: w},
                       label=f"WiSE-FT ω_{skill}={_fmt(w)}" + (" (heuristic)" if heur else ""),
@@ -258,15 +168,16 @@ def wise_ft_point(exp: Experiment, b: RecipeBuilder, skill: str, omega: float) -
 def method_point(exp: Experiment, b: RecipeBuilder, method: str,
                  omegas: Mapping[str, float], *, density: float = 0.5) -> Point | None:
     """Any sweep method at the given ω. linear and wise_ft take exactly one skill."""
-    if method not in METHOD_KINDS:
-        raise PTMError(f"unknown method {method!r}; methods: {', '.join(METHOD_KINDS)}")
-    if method in ("linear", "wise_ft"):
+    entry = catalogue.methods().get(method)
+    if entry is None:
+        raise PTMError(f"unknown method {method!r}; methods: {', '.join(catalogue.methods())}")
+    if entry.one_skill:
         if len(omegas) != 1:
             raise PTMError(f"{method} interpolates one skill at a time; got {', '.join(omegas)}")
         (skill, w), = omegas.items()
         if skill not in exp.skills:
             raise PTMError(f"unknown skill {skill!r} for experiment {exp.name!r}")
-        return linear_point(exp, b, skill, w) if method == "linear" else wise_ft_point(exp, b, skill, w)
+        return linear_point(exp, b, skill, w) if entry.form == "linear" else wise_ft_point(exp, b, skill, w)
     return ptm_point(exp, b, omegas, method=method, density=density)
 
 
@@ -289,9 +200,9 @@ def grid_points(exp: Experiment, b: RecipeBuilder, grid: Grid) -> tuple[list[Poi
     if unknown:
         raise PTMError(f"unknown skill(s) {', '.join(unknown)}; experiment {exp.name!r} has "
                        f"{', '.join(exp.skills)}")
-    bad = [m for m in grid.methods if m not in METHOD_KINDS]
+    bad = [m for m in grid.methods if m not in catalogue.methods()]
     if bad:
-        raise PTMError(f"unknown method(s) {', '.join(bad)}; methods: {', '.join(METHOD_KINDS)}")
+        raise PTMError(f"unknown method(s) {', '.join(bad)}; methods: {', '.join(catalogue.methods())}")
     pts: list[Point] = []
     notes: list[str] = []
     if grid.baselines:
@@ -309,7 +220,7 @@ def grid_points(exp: Experiment, b: RecipeBuilder, grid: Grid) -> tuple[list[Poi
                                  f"for {s} (references with kind: cft, skills: [{s}], model: ...)")
                     break
                 pts.append(p)
-        if method in ("linear", "wise_ft"):
+        if catalogue.method(method).one_skill:
             if grid.pairs or (grid.heuristic and len(skills) > 1):
                 notes.append(f"{method} takes one skill at a time: pairs/all-skills skipped")
             continue
@@ -326,31 +237,3 @@ def grid_points(exp: Experiment, b: RecipeBuilder, grid: Grid) -> tuple[list[Poi
             seen.add(p.recipe_key)
             out.append(p)
     return out, notes
-
-
-def parse_omegas(spec: str) -> list[float]:
-    """'0:1:0.1' (start:stop:step, stop included) or '0,0.25,0.5' -> sorted unique ω values;
-    'none' -> no grid (only the heuristic / pair points a sweep asks for)."""
-    spec = spec.strip()
-    if spec.lower() == "none":
-        return []
-    try:
-        if ":" in spec:
-            parts = [float(x) for x in spec.split(":")]
-            if len(parts) != 3:
-                raise ValueError
-            start, stop, step = parts
-            if step <= 0 or stop < start:
-                raise PTMError(f"--omegas {spec!r}: need start <= stop and a positive step")
-            n = int(math.floor((stop - start) / step + 1e-9))
-            if n > 10_000:
-                raise PTMError(f"--omegas {spec!r}: {n + 1} points is too many")
-            vals = [start + i * step for i in range(n + 1)]
-        else:
-            vals = [float(x) for x in spec.split(",") if x.strip()]
-    except ValueError:
-        raise PTMError(f"--omegas {spec!r}: expected START:STOP:STEP (e.g. 0:1:0.1) or a comma "
-                       f"list (e.g. 0,0.5,1)") from None
-    if not vals:
-        raise PTMError(f"--omegas {spec!r}: no values")
-    return sorted({round_omega(v) for v in vals})

@@ -1,4 +1,6 @@
-"""Tiny random Llama checkpoints with their own tokenizer and chat template, for tests.
+"""Tiny random Llama checkpoints for tests and benchmarks (built on the spot, no downloads):
+with their own tokenizer and chat template (`build_tiny_llama`, for engines), or as a family
+of a base and finetune-like children without one (`family`, for merges).
 
 Nothing here is trained: the models only need to be deterministic functions of their weights, so
 that engines, swaps and exports can be compared output for output."""
@@ -21,6 +23,17 @@ _CORPUS = [
     "The mitochondria is the powerhouse of the cell. Extract the entities from the abstract.",
     "Sure! Here is a short answer to your question about cooking pasta and rice.",
 ]
+
+
+def tiny_llama_config(**overrides):
+    """The one tiny Llama config every test model starts from (untied head)."""
+    from transformers import LlamaConfig
+
+    cfg = dict(hidden_size=64, intermediate_size=128, num_attention_heads=2, num_key_value_heads=2,
+               num_hidden_layers=3, vocab_size=96, max_position_embeddings=64,
+               tie_word_embeddings=False)
+    cfg.update(overrides)
+    return LlamaConfig(**cfg)
 
 
 def build_tokenizer(out_dir: str | Path, vocab_size: int = 320):
@@ -47,16 +60,16 @@ def build_tiny_llama(out_dir: str | Path, seed: int = 0, hidden_size: int = 128,
 
     `logit_scale` multiplies the output head so that greedy decoding has clear winners: outputs
     then do not hinge on float rounding differences between attention kernels."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     out = Path(out_dir)
     tokenizer = build_tokenizer(out)
-    config = LlamaConfig(hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-                         num_hidden_layers=num_layers, num_attention_heads=num_heads,
-                         num_key_value_heads=num_heads, vocab_size=len(tokenizer),
-                         max_position_embeddings=512, tie_word_embeddings=False,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, torch_dtype="float32")
+    config = tiny_llama_config(hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                               num_hidden_layers=num_layers, num_attention_heads=num_heads,
+                               num_key_value_heads=num_heads, vocab_size=len(tokenizer),
+                               max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
+                               eos_token_id=tokenizer.eos_token_id,
+                               pad_token_id=tokenizer.pad_token_id, torch_dtype="float32")
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).to(torch.float32)
     with torch.no_grad():
@@ -78,4 +91,31 @@ def perturbed_copy(src: str | Path, out_dir: str | Path, seed: int, scale: float
                         * torch.randn(t.shape, generator=gen)).contiguous()
                  for name, t in tensors.items()}
         save_file(noisy, str(shard), metadata={"format": "pt"})
+    return out
+
+
+def save_llama(path: Path, state: dict[str, torch.Tensor], dtype=torch.float32, **cfg) -> Path:
+    """Save `state` as an HF Llama checkpoint (safetensors) at `path`."""
+    from transformers import LlamaForCausalLM
+
+    model = LlamaForCausalLM(tiny_llama_config(**cfg))
+    model.load_state_dict(state)
+    model.to(dtype).save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def family(root: Path, names=("pre", "general", "skill_a", "skill_b"), seed=0,
+           dtype=torch.float32, scale=0.02, **cfg) -> dict[str, Path]:
+    """A base model and finetune-like children: base + small random deltas per model."""
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    base = LlamaForCausalLM(tiny_llama_config(**cfg)).state_dict()
+    base = {k: v.clone() for k, v in base.items()}
+    out = {}
+    for i, name in enumerate(names):
+        g = torch.Generator().manual_seed(seed * 1000 + i)
+        state = base if i == 0 else {k: v + scale * torch.randn(v.shape, generator=g)
+                                     for k, v in base.items()}
+        out[name] = save_llama(root / name, state, dtype=dtype, **cfg)
     return out

@@ -17,12 +17,17 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-META = ["experiment", "kind", "skills", "omega", "label", "data_size", "train_steps", "recipe_key"]
-# Columns that are never axes (besides META).
-_NON_AXES = set(META) | {"source", "estimated", "row_id", "table", "row", "derived", "params",
-                         "omega_d", "skill_set", "wall_s", "created", "cost_steps", "point_id",
-                         "method", "heuristic", "created_at", "engine",
-                         "pool_steps"}
+from ptm_core import catalogue
+from ptm_core.catalogue import heuristic_omega, kind_title  # noqa: F401 - kind_title re-exported
+from ptm_core.store.frame import POINT_COLUMNS
+
+# The contract columns every results frame has (the store's frame, up to recipe_key; a
+# results CSV may lack the store's own point_id, method, heuristic and source).
+META = POINT_COLUMNS[:POINT_COLUMNS.index("recipe_key") + 1]
+# Columns that are never axes.
+_NON_AXES = set(POINT_COLUMNS) | {"estimated", "row_id", "table", "row", "derived", "params",
+                                  "omega_d", "skill_set", "wall_s", "created", "cost_steps",
+                                  "created_at", "engine", "pool_steps"}
 KNOWN_AXES = ["general", "science", "coding", "safety", "xstest_safe"]
 AXIS_TITLES = {
     "general": "General",
@@ -31,31 +36,11 @@ AXIS_TITLES = {
     "safety": "Safety (refuses unsafe)",
     "xstest_safe": "XSTest-safe compliance",
 }
-KIND_TITLES = {
-    "base": "θ_pre (base)",
-    "general": "θ_G (general)",
-    "skill": "θ_D (skill only)",
-    "ptm": "PTM (task arithmetic)",
-    "linear": "Linear interpolation",
-    "wise_ft": "WiSE-FT",
-    "cft": "CFT",
-    "rt": "RT",
-    "ties": "TIES",
-    "dare_ties": "DARE-TIES",
-    "dare_linear": "DARE (linear)",
-}
-# Kinds whose points form a curve over ω (one per skill).
-CURVE_KINDS = ("ptm", "linear", "wise_ft")
-MERGE_KINDS = ("ptm", "linear", "wise_ft", "ties", "dare_ties", "dare_linear")
 OMEGA_DECIMALS = 4
 
 
 def axis_title(axis: str) -> str:
     return AXIS_TITLES.get(axis, axis.replace("_", " ").capitalize())
-
-
-def kind_title(kind: str) -> str:
-    return KIND_TITLES.get(kind, kind)
 
 
 def parse_omega(value) -> dict[str, float]:
@@ -91,7 +76,7 @@ def omega_key(omegas: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
 def point_key(kind: str, omegas: Mapping[str, float]) -> tuple:
     """The look-up key of a merge by (method, ω). A PTM merge with every ω at 0 is θ_G."""
     ok = omega_key(omegas)
-    if kind in MERGE_KINDS and not ok:
+    if kind in catalogue.merge_kinds() and not ok:
         return ("general", ())
     return (kind, ok)
 
@@ -187,7 +172,7 @@ class Results:
         for r in df.itertuples(index=False):
             if r.kind == "general":
                 index.setdefault(("general", ()), r.row_id)
-            if r.kind in MERGE_KINDS and r.omega_d:
+            if r.kind in catalogue.merge_kinds() and r.omega_d:
                 key = point_key(r.kind, r.omega_d)
                 # Measured rows win over estimates for the same point.
                 prev = index.get(key)
@@ -236,7 +221,7 @@ class Results:
         df = self.of_kind(kind, skill).copy()
         df["w"] = [d.get(skill, np.nan) for d in df["omega_d"]]
         df = df[df["w"].notna()]
-        if kind in CURVE_KINDS and not (df["w"] == 0).any():
+        if kind in catalogue.curve_kinds() and not (df["w"] == 0).any():
             g = self.general_row()
             if g is not None:
                 g = g.to_frame().T.copy()
@@ -286,7 +271,7 @@ class Results:
         if skill in self.heuristics:
             return float(self.heuristics[skill])
         g, sizes = self.data_sizes()
-        if g and skill in sizes:
+        if g and sizes.get(skill, 0) > 0:
             return heuristic_omega(sizes[skill], g)
         rows = self.of_kind("ptm", skill)
         flag = rows["heuristic"].fillna(False).astype(bool) if "heuristic" in rows.columns \
@@ -309,15 +294,6 @@ class Results:
         return df[np.array([len(s) >= 2 for s in df["skill_set"]], dtype=bool)]
 
 
-def heuristic_omega(d: float, g: float) -> float:
-    """Paper Eq. 7. Uses the merge engine's definition when it is importable."""
-    try:
-        from ptm_core.merge.ptm import heuristic_omega as _h  # lazy: the lead's module
-        return float(_h(d, g))
-    except Exception:  # noqa: BLE001 - module absent or still being written
-        return float(d) / float(g)
-
-
 def pareto_front(xs: Iterable[float], ys: Iterable[float]) -> list[int]:
     """Indices of the non-dominated points (maximize both), sorted by x ascending."""
     pts = [(float(x), float(y), i) for i, (x, y) in enumerate(zip(xs, ys))
@@ -330,61 +306,3 @@ def pareto_front(xs: Iterable[float], ys: Iterable[float]) -> list[int]:
             front.append(i)
             best_y = y
     return front[::-1]
-
-
-def interpolate_curve(curve: pd.DataFrame, w: float, axes: Iterable[str]) -> dict[str, float] | None:
-    """Scores at ω=w by linear interpolation between the nearest cached points of a curve."""
-    if curve.empty:
-        return None
-    ws = curve["w"].to_numpy(dtype=float)
-    if w < ws.min() or w > ws.max():
-        # Extrapolate from the two nearest points (marked as an estimate by the caller).
-        if len(ws) < 2:
-            return None
-    out = {}
-    for a in axes:
-        ys = pd.to_numeric(curve[a], errors="coerce").to_numpy(dtype=float)
-        ok = ~np.isnan(ys)
-        if ok.sum() == 0:
-            continue
-        xw, yw = ws[ok], ys[ok]
-        if len(xw) == 1:
-            out[a] = float(yw[0])
-        elif w < xw.min() or w > xw.max():
-            j = [0, 1] if w < xw.min() else [-2, -1]
-            x0, x1, y0, y1 = xw[j[0]], xw[j[1]], yw[j[0]], yw[j[1]]
-            out[a] = float(np.clip(y0 + (y1 - y0) * (w - x0) / (x1 - x0), 0, 100))
-        else:
-            out[a] = float(np.interp(w, xw, yw))
-    return out
-
-
-def estimate_point(res: Results, kind: str, omegas: Mapping[str, float]) -> dict[str, float] | None:
-    """A fallback estimate (the store's estimator is preferred): for one skill, interpolate its
-    cached curve; for several, add each single-skill change to θ_G (no interference assumed)."""
-    active = {k: float(v) for k, v in omegas.items() if float(v) != 0.0}
-    if kind not in CURVE_KINDS and kind not in MERGE_KINDS:
-        return None
-    base_kind = kind if kind in CURVE_KINDS else "ptm"
-    if not active:
-        g = res.general_row()
-        return None if g is None else {a: res.score(g, a) for a in res.axes if res.score(g, a) is not None}
-    per_skill = {}
-    for s, w in active.items():
-        est = interpolate_curve(res.curve(base_kind, s), w, res.axes)
-        if est is None:
-            return None
-        per_skill[s] = est
-    if len(per_skill) == 1:
-        return next(iter(per_skill.values()))
-    g = res.general_row()
-    if g is None:
-        return None
-    out = {}
-    for a in res.axes:
-        base = res.score(g, a)
-        if base is None:
-            continue
-        delta = sum(est.get(a, base) - base for est in per_skill.values())
-        out[a] = float(np.clip(base + delta, 0, 100))
-    return out

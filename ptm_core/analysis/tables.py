@@ -10,10 +10,15 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from ptm_core.app.results import Results, axis_title, interval, kind_title
-from ptm_core.evals.intervals import overlaps
+from ptm_core import catalogue
+from ptm_core.analysis.results import Results, axis_title, interval, kind_title
+from ptm_core.intervals import overlaps
 
-TABLE_METHODS = ("cft", "rt", "ptm", "linear", "wise_ft", "ties", "dare_ties", "dare_linear")
+
+def table_methods() -> tuple[str, ...]:
+    """The kinds a "best of each method" table compares: the references, then every merge."""
+    return catalogue.reference_kinds() + catalogue.merge_kinds()
+
 CRITERIA = {
     "avg_pct": "average % change on both axes (paper Table 3; points where θ_G scores 0)",
     "skill": "skill score (paper Table 2)",
@@ -33,7 +38,7 @@ def pool_steps(res: Results, kind: str, skill: str) -> float:
     rows = res.of_kind(kind, skill)
     rows = rows[~rows["estimated"].astype(bool)]
     steps = pd.to_numeric(rows["train_steps"], errors="coerce").dropna()
-    if kind in ("cft", "rt"):
+    if kind in catalogue.reference_kinds():
         return float(steps.sum()) if len(steps) else float("nan")
     if len(steps):
         return float(steps.max())
@@ -43,11 +48,12 @@ def pool_steps(res: Results, kind: str, skill: str) -> float:
 
 def best_of_each_method(res: Results, skill: str, *, x: str = "general", y: str | None = None,
                         criterion: str = "avg_pct",
-                        methods: tuple[str, ...] = TABLE_METHODS) -> pd.DataFrame:
+                        methods: tuple[str, ...] | None = None) -> pd.DataFrame:
     """θ_G and the best point of each method for one skill, with % change against θ_G and the
     training steps, as the paper's Tables 2-3. ``x``/``y`` default to general and the skill;
     ``x="xstest_safe", y="safety"`` gives Table 3's exaggerated-refusal rows."""
     y = y or skill
+    methods = table_methods() if methods is None else methods
     bounds = [f"{x}_lo", f"{x}_hi", f"{y}_lo", f"{y}_hi"]
     cols = ["method", x, y, f"% Δ {x}", f"% Δ {y}", "training steps", "detail", SEPARABLE,
             *bounds, "row_id"]

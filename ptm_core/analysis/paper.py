@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ptm_core.app.results import KNOWN_AXES
+from ptm_core.analysis.results import KNOWN_AXES, Results
+from ptm_core.catalogue import heuristic_omega
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "data" / "paper"
 EXPERIMENT = "paper"
+PAPER_TITLE = "Paper (Llama 2 7B, reference numbers)"
 SKILL_NAMES = {"science": "science", "safety": "safety", "coding": "coding"}
 _DATASET_SKILL = {"SciRIFF": "science", "Safety (internal)": "safety", "CodeFeedback": "coding"}
 
@@ -65,7 +67,7 @@ PAPER_SKILLS = ("science", "coding", "safety")  # Table 4's column order
 def paper_frame(paper_dir: Path = PAPER_DIR) -> pd.DataFrame:
     """Every row of Tables 2-6 as a point of the results frame, with ``source`` provenance."""
     g_size, d_sizes = dataset_sizes(paper_dir)
-    heur = {s: d_sizes[s] / g_size for s in d_sizes}
+    heur = {s: heuristic_omega(d_sizes[s], g_size) for s in d_sizes}
     rows: list[dict] = []
 
     def add(t: int, r: int, model: str, scores: dict, steps=None, derived=False, skills=None,
@@ -122,3 +124,9 @@ def paper_frame(paper_dir: Path = PAPER_DIR) -> pd.DataFrame:
             add(t, r["row"], r["model"], {a: r.get(a) for a in KNOWN_AXES},
                 steps=None if pd.isna(steps) else steps)
     return pd.DataFrame(rows)
+
+
+def paper_results() -> Results:
+    """The paper's numbers as `Results` (what the app's "paper" experiment shows)."""
+    return Results.from_frame(paper_frame(), name=PAPER_TITLE, version="static",
+                              skills=list(PAPER_SKILLS))

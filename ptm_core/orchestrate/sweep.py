@@ -13,17 +13,22 @@ experiment's CFT/RT reference checkpoints. Points already in the store are skipp
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from ptm_core import catalogue
 from ptm_core.errors import PTMError
 from ptm_core.store.db import Store, default_cached_dir, default_store_path
 from ptm_core.store.experiment import Experiment
-from ptm_core.store.jobs import Fingerprinter, SuiteResolver, default_fingerprinter, plan_jobs
-from ptm_core.store.points import METHOD_KINDS, Grid, MergeKitBuilder, RecipeBuilder, grid_points, parse_omegas
-from ptm_core.store.worker import EngineFactory, EngineStartError, Evaluator, describe_error
+from ptm_core.orchestrate.evaluate import EngineFactory, EngineStartError, Evaluator, describe_error
+from ptm_core.orchestrate.jobs import default_fingerprinter, plan_jobs
+from ptm_core.orchestrate.points import Grid, MergeKitBuilder, RecipeBuilder, grid_points
+from ptm_core.orchestrate.wiring import default_engine_factory, default_suite_resolver
+from ptm_core.store.jobs import Fingerprinter, SuiteResolver
+from ptm_core.store.point import round_omega
 
 DEFAULT_OMEGAS = "0:1:0.1"
 
@@ -36,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ω per skill: START:STOP:STEP (stop included), a comma list, or "
                          f"'none' (only --heuristic/--pairs points; default {DEFAULT_OMEGAS})")
     ap.add_argument("--methods", default="task_arithmetic",
-                    help=f"comma list of {', '.join(METHOD_KINDS)} (default task_arithmetic)")
+                    help=f"comma list of {', '.join(catalogue.methods())} (default task_arithmetic)")
     ap.add_argument("--skills", default=None, help="comma list of skills (default: all)")
     ap.add_argument("--pairs", action="store_true", help="every pair of skills at the heuristic ω")
     ap.add_argument("--heuristic", action="store_true",
@@ -63,6 +68,34 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def parse_omegas(spec: str) -> list[float]:
+    """'0:1:0.1' (start:stop:step, stop included) or '0,0.25,0.5' -> sorted unique ω values;
+    'none' -> no grid (only the heuristic / pair points a sweep asks for)."""
+    spec = spec.strip()
+    if spec.lower() == "none":
+        return []
+    try:
+        if ":" in spec:
+            parts = [float(x) for x in spec.split(":")]
+            if len(parts) != 3:
+                raise ValueError
+            start, stop, step = parts
+            if step <= 0 or stop < start:
+                raise PTMError(f"--omegas {spec!r}: need start <= stop and a positive step")
+            n = int(math.floor((stop - start) / step + 1e-9))
+            if n > 10_000:
+                raise PTMError(f"--omegas {spec!r}: {n + 1} points is too many")
+            vals = [start + i * step for i in range(n + 1)]
+        else:
+            vals = [float(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise PTMError(f"--omegas {spec!r}: expected START:STOP:STEP (e.g. 0:1:0.1) or a comma "
+                       f"list (e.g. 0,0.5,1)") from None
+    if not vals:
+        raise PTMError(f"--omegas {spec!r}: no values")
+    return sorted({round_omega(v) for v in vals})
+
+
 def _csv(s: str | None) -> list[str] | None:
     return [x.strip() for x in s.split(",") if x.strip()] if s else None
 
@@ -72,8 +105,6 @@ def main(argv: Sequence[str] | None = None, *, engine_factory: EngineFactory | N
          fingerprinter: Fingerprinter | None = None, store: Store | None = None,
          out=None) -> int:
     """Returns 0 when every evaluation succeeded (or was cached), 1 when some failed."""
-    from ptm_core.store.worker import default_engine_factory, default_suite_resolver
-
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
     exp = Experiment.load(args.experiment)

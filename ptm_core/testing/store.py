@@ -26,6 +26,7 @@ from ptm_core.engine.base import Sampling
 from ptm_core.evals.suite import SuiteResult
 from ptm_core.store.experiment import Experiment
 from ptm_core.store.keys import canonical_json
+from ptm_core.testing.engines import ScriptedEngine
 
 
 class FakeRecipe:
@@ -88,31 +89,17 @@ def fake_fingerprinter(ref: str) -> str:
     return hashlib.sha256(ref.encode()).hexdigest()[:16]
 
 
-class FakeEngine:
-    kind = "fake"
+class FakeEngine(ScriptedEngine):
+    """Answers every prompt with the applied recipe's weights as JSON (FakeSuite reads them)."""
 
     def __init__(self, *, fail_apply: Callable[[FakeRecipe], bool] | None = None,
                  generate_delay_s: float = 0.0):
-        self.weights: dict[str, float] = {}
-        self.applied: list[str] = []
-        self.fail_apply = fail_apply
-        self.generate_delay_s = generate_delay_s
-        self.closed = False
+        super().__init__(lambda prompt, sampling, i: json.dumps(self.weights), kind="fake",
+                         fail_apply=fail_apply, swap_s=0.001, generate_delay_s=generate_delay_s)
 
-    def apply(self, recipe: FakeRecipe) -> float:
-        if self.fail_apply is not None and self.fail_apply(recipe):
-            raise RuntimeError("simulated engine failure while swapping weights")
-        self.weights = recipe.weights()
-        self.applied.append(recipe.key())
-        return 0.001
-
-    def generate(self, prompts: list[str], sampling: Sampling) -> list[list[str]]:
-        if self.generate_delay_s:
-            time.sleep(self.generate_delay_s)
-        return [[json.dumps(self.weights)] * sampling.n for _ in prompts]
-
-    def close(self) -> None:
-        self.closed = True
+    @property
+    def weights(self) -> dict[str, float]:
+        return self.recipe.weights() if self.recipe is not None else {}
 
 
 @dataclass
@@ -220,8 +207,8 @@ def fake_lab(root: str | Path, name: str = "fakelab"):
 
 def ptm_specs(exp: Experiment, omegas, *, skill: str = "science", axes=None, resolver=None):
     """Job specs for task-arithmetic points of one skill at the given ω values."""
-    from ptm_core.store.jobs import plan_jobs
-    from ptm_core.store.points import ptm_point
+    from ptm_core.orchestrate.jobs import plan_jobs
+    from ptm_core.orchestrate.points import ptm_point
 
     b = FakeBuilder()
     points = [ptm_point(exp, b, {skill: w}) for w in omegas]

@@ -13,28 +13,17 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ptm_core.app.results import (
-    CURVE_KINDS,
-    MERGE_KINDS,
+from ptm_core import catalogue
+from ptm_core.store.estimate import estimate_point
+from ptm_core.analysis.results import (
     Results,
     axis_title,
-    interpolate_curve,
     kind_title,
     pareto_front,
 )
 
+# Colours of what is not a kind of point (kinds take theirs from ptm_core.catalogue).
 COLORS = {
-    "ptm": "#1f77b4",
-    "linear": "#ff7f0e",
-    "wise_ft": "#2ca02c",
-    "cft": "#d62728",
-    "rt": "#9467bd",
-    "ties": "#8c564b",
-    "dare_ties": "#e377c2",
-    "dare_linear": "#e377c2",
-    "general": "#111111",
-    "skill": "#7f7f7f",
-    "base": "#bcbd22",
     "paper": "#7f7f7f",
     "pareto": "#aaaaaa",
     "heuristic": "#f2b701",
@@ -42,9 +31,19 @@ COLORS = {
     "estimate": "#e6007e",
     "multi": "#17becf",
 }
-SYMBOLS = {"cft": "square", "rt": "diamond", "ties": "triangle-up", "dare_ties": "triangle-down",
-           "dare_linear": "triangle-down", "general": "star", "skill": "x", "base": "cross",
-           "multi": "hexagon"}
+SYMBOLS = {"multi": "hexagon"}
+
+
+def color(name: str) -> str:
+    entry = catalogue.KINDS.get(name)
+    return entry.color if entry is not None else COLORS[name]
+
+
+def marker(kind: str) -> str:
+    entry = catalogue.KINDS.get(kind)
+    return entry.marker if entry is not None else "circle"
+
+
 _LAYOUT = dict(
     template="plotly_white",
     margin=dict(l=50, r=10, t=40, b=45),
@@ -153,8 +152,7 @@ def tradeoff_figure(
     current_point: Mapping | None = None,
     reference: Results | None = None,
     selected_row: int | None = None,
-    methods: Sequence[str] = ("ptm", "linear", "wise_ft", "cft", "rt", "ties", "dare_ties",
-                              "dare_linear"),
+    methods: Sequence[str] | None = None,  # kinds to draw; default: every merge and reference
     include_multi: bool = False,
     title: str | None = None,
     compact: bool = False,
@@ -166,6 +164,7 @@ def tradeoff_figure(
     open marker when it is an estimate. ``reference`` adds the paper's points where axes agree.
     """
     y = y_axis or skill
+    methods = catalogue.merge_kinds() + catalogue.reference_kinds() if methods is None else methods
     df = res.frame
     if df.empty or x_axis not in df.columns or y not in df.columns:
         return empty_figure(f"No {axis_title(x_axis)} / {axis_title(y)} results in this experiment")
@@ -173,31 +172,31 @@ def tradeoff_figure(
     measured: list[pd.DataFrame] = []
 
     # Curves over ω.
-    for kind in CURVE_KINDS:
+    for kind in catalogue.curve_kinds():
         if kind not in methods:
             continue
         c = _points(res.curve(kind, skill), x_axis, y)
         c = c[~c["estimated"].astype(bool)]
         if len(c) and (c["kind"] != "general").any():
             # ω on hover: curve points are labelled by their ω.
-            t = _scatter(c, x_axis, y, kind_title(kind), COLORS[kind], mode="lines+markers", size=7)
+            t = _scatter(c, x_axis, y, kind_title(kind), color(kind), mode="lines+markers", size=7)
             t.hovertext = [_hover(r, x_axis, y, extra=f"ω = {w:g}") for (_, r), w in
                            zip(c.iterrows(), c["w"])]
             traces.append(t)
             measured.append(c)
     # Single points: CFT, RT, other merge methods.
-    for kind in ("cft", "rt", "ties", "dare_ties", "dare_linear"):
-        if kind not in methods:
+    for kind in catalogue.reference_kinds() + catalogue.merge_kinds():
+        if kind not in methods or kind in catalogue.curve_kinds():
             continue
         p = _points(res.of_kind(kind, skill), x_axis, y)
         p = p[~p["estimated"].astype(bool)]
         if len(p):
-            traces.append(_scatter(p, x_axis, y, kind_title(kind), COLORS[kind],
-                                   symbol=SYMBOLS.get(kind, "circle"), size=10))
+            traces.append(_scatter(p, x_axis, y, kind_title(kind), color(kind),
+                                   symbol=marker(kind), size=10))
             measured.append(p)
     if include_multi:
         multi = df[np.array([(skill in s and len(s) >= 2) for s in df["skill_set"]], dtype=bool)
-                   & (df["kind"].isin(MERGE_KINDS + ("cft", "rt"))).to_numpy()
+                   & (df["kind"].isin(catalogue.merge_kinds() + catalogue.reference_kinds())).to_numpy()
                    & ~df["estimated"].to_numpy(dtype=bool)]
         multi = _points(multi, x_axis, y)
         if len(multi):
@@ -208,13 +207,13 @@ def tradeoff_figure(
     g = res.general_row()
     if g is not None and pd.notna(g[x_axis]) and pd.notna(g[y]):
         gdf = g.to_frame().T
-        traces.append(_scatter(gdf, x_axis, y, "θ_G (general)", COLORS["general"],
-                               symbol="star", size=15))
+        traces.append(_scatter(gdf, x_axis, y, kind_title("general"), color("general"),
+                               symbol=marker("general"), size=15))
         measured.append(gdf)
     sk = _points(res.of_kind("skill", skill), x_axis, y)
     if len(sk):
-        traces.append(_scatter(sk, x_axis, y, "θ_D (skill only)", COLORS["skill"],
-                               symbol="x", size=10))
+        traces.append(_scatter(sk, x_axis, y, kind_title("skill"), color("skill"),
+                               symbol=marker("skill"), size=10))
         measured.append(sk)
 
     # Pareto frontier over every measured point of this experiment.
@@ -239,8 +238,8 @@ def tradeoff_figure(
         if row is not None and pd.notna(row[x_axis]) and pd.notna(row[y]):
             hx, hy, note = float(row[x_axis]), float(row[y]), "measured"
         else:
-            est = interpolate_curve(res.curve("ptm", skill), h, [x_axis, y])
-            hx, hy, note = ((est or {}).get(x_axis), (est or {}).get(y), "interpolated")
+            est = estimate_point(res.frame, "ptm", {skill: h}, axes=[x_axis, y])
+            hx, hy, note = ((est or {}).get(x_axis), (est or {}).get(y), "estimated")
         if hx is not None and hy is not None:
             traces.append(go.Scatter(
                 x=[hx], y=[hy], mode="markers", name=f"heuristic ω=|D|/|G|={h:.3g}",
@@ -351,7 +350,7 @@ def annotated_heatmap(z: pd.DataFrame, text: pd.DataFrame | None = None, *, titl
 
 def interference_figure(table: pd.DataFrame, *, title: str = "") -> go.Figure:
     """Paper Table 5 as a heatmap: each multi-skill merge's change on every metric against the
-    single-skill merges (see :func:`ptm_core.app.tables.interference_table`)."""
+    single-skill merges (see :func:`ptm_core.analysis.tables.interference_table`)."""
     if table.empty:
         return empty_figure("No multi-skill merges in this experiment")
     delta = table.pivot(index="merge", columns="metric", values="delta")

@@ -1,0 +1,17 @@
+"""An experiment's stored results as `Results` (the store's frame, the experiment's skill order
+and heuristic ω): what the app's store-backed sources and `lab report` read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ptm_core.analysis.results import Results
+from ptm_core.store.experiment import Experiment
+from ptm_core.store.frame import results_frame
+
+
+def stored_results(store: Any, exp: Experiment, *, version: str | None = None) -> Results:
+    return Results.from_frame(results_frame(store, exp), name=exp.name,
+                              version=version if version is not None else str(store.results_version(exp.name)),
+                              skills=list(exp.skills),
+                              heuristics={s: float(exp.heuristic_omega(s)) for s in exp.skills})

@@ -1,0 +1,90 @@
+"""What the pages ask for and are told: a merge request (method, ω, density) checked against
+the catalogue, a submission, a job's progress, the worker's state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ptm_core import catalogue
+from ptm_core.app.errors import AppDataError
+
+
+def method_menu() -> dict[str, str]:
+    """The Merge page's method choices: method -> title, in catalogue order."""
+    return {m: e.menu_title for m, e in catalogue.methods().items()}
+
+
+# --- plain records the pages show ------------------------------------------------------------
+@dataclass
+class WorkerState:
+    alive: bool
+    detail: str
+
+
+@dataclass
+class Submission:
+    status: str  # cached | queued | unavailable
+    job_ids: list[int] = field(default_factory=list)
+    message: str = ""
+
+
+@dataclass
+class Progress:
+    state: str  # queued | running | done | failed | cancelled | unknown
+    done: int = 0
+    total: int = 0
+    message: str = ""
+    error: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return 0.0 if not self.total else min(1.0, self.done / self.total)
+
+
+@dataclass(frozen=True)
+class MergeRequest:
+    """What the Merge & export page asks for: a method, ω per skill, its parameters."""
+
+    method: str
+    omegas: tuple[tuple[str, float], ...]
+    density: float = 0.5
+
+    @classmethod
+    def make(cls, method: str, omegas: Mapping[str, float], density: float = 0.5) -> "MergeRequest":
+        entry = catalogue.methods().get(method)
+        if entry is None:
+            raise AppDataError(f"unknown method {method!r}; one of {', '.join(catalogue.methods())}")
+        om = tuple((k, round(float(v), 6)) for k, v in omegas.items())
+        if entry.one_skill and len(om) != 1:
+            om = tuple((k, v) for k, v in om if v != 0.0)
+            if len(om) != 1:
+                raise AppDataError(f"{entry.menu_title} adds one skill at a time: set exactly "
+                                   "one skill's ω above 0")
+        return cls(method, om, float(density) if entry.sparse else 0.5)
+
+    @property
+    def entry(self) -> catalogue.Kind:
+        return catalogue.method(self.method)
+
+    @property
+    def kind(self) -> str:
+        return self.entry.kind
+
+    @property
+    def grid_kind(self) -> str:
+        """The curve whose measured ω the sliders snap to (sparse merges: task arithmetic's)."""
+        return catalogue.curve_of(self.kind)
+
+    @property
+    def omega_dict(self) -> dict[str, float]:
+        return dict(self.omegas)
+
+    @property
+    def active(self) -> dict[str, float]:
+        return {k: v for k, v in self.omegas if v != 0.0}
+
+    def label(self) -> str:
+        om = ", ".join(f"ω_{k}={v:g}" for k, v in self.omegas if v != 0.0) or "all ω = 0 (θ_G)"
+        extra = f", density={self.density:g}" if self.entry.sparse else ""
+        return f"{self.entry.menu_title.split(':')[0].split(' (')[0]} {om}{extra}"
