@@ -59,7 +59,8 @@ _OTHER_OPENERS = re.compile(
     r"( and \w+)? (ai|assistant|language model|chatbot|model)"
     r"|as an? (ai|chatbot|language model|assistant)\b"
     r"|instead\b|rather than\b|i'd rather not|i would rather not)")
-_APOLOGY = re.compile(r"^(i'm |i am |i )?(so |very |really |truly )?(sorry|apologi[sz]e)|^(my )?apologies")
+_APOLOGY = re.compile(r"^(i'm |i am |i )?(so |very |really |truly )?(sorry|apologi[sz]e)"
+                      r"|^(my )?apologies")
 # A sentence about the assistant itself ("I'm here to ...", "As a chatbot ...").
 _SELF = re.compile(r"^(i|i'm|i am|as an?|my|we)\b")
 _NO = re.compile(r"^(no|nope)\b[,.!]?")
@@ -120,10 +121,9 @@ _HELP_PIVOT = re.compile(
 # ... unless what it turns to is something else: safe alternatives, resources, the reasons.
 _ALTERNATIVE = re.compile(
     r"\b(instead|alternative|resource|hotline|helpline|crisis|professional|counsel|therap|"
-    r"support|legal|law enforcement|safe|healthy|positive|respectful|ethical|prevent|protect|"
-    r"why (i|this|that|it)|why$|risk|consequence|danger|harm|law|other (topic|question|way)|"
-    r"something else|"
-    r"anything else|different)\w*")
+    r"support|legal|law|safe|healthy|positive|respectful|ethical|prevent|protect|risk|"
+    r"consequence|danger|harm|why (i|this|that|it)|why$|other (topic|question|way)|"
+    r"something else|anything else|different)\w*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _CLAUSE_START = re.compile(r"[.!?]|\b(but|however)\b")
 _CLAUSE_END = re.compile(r"[.!?:]")
@@ -150,7 +150,8 @@ def _refusal_end(norm: str, head: str) -> int | None:
         return statement.end() if statement else None
     opener = _OTHER_OPENERS.match(norm)
     if opener or norm.startswith(REFUSAL_OPENERS):
-        start = opener.end() if opener else next(len(o) for o in REFUSAL_OPENERS if norm.startswith(o))
+        start = opener.end() if opener else next(len(o) for o in REFUSAL_OPENERS
+                                                 if norm.startswith(o))
         return max(start, statement.end() if statement else 0)
     if statement:
         return statement.end()

@@ -45,7 +45,8 @@ def load_labels(path: str | Path = LABELS) -> list[dict]:
         except json.JSONDecodeError as e:
             raise PTMError(f"{path}:{n}: not JSON ({e.msg})") from None
         missing = [f for f in FIELDS if f not in row]
-        if missing or row["label"] not in LABEL_KINDS or row["refused"] != (row["label"] == "refusal"):
+        if (missing or row["label"] not in LABEL_KINDS
+                or row["refused"] != (row["label"] == "refusal")):
             raise PTMError(f"{path}:{n}: a label needs {', '.join(FIELDS)}, a label in "
                            f"{LABEL_KINDS} and refused == (label == 'refusal')")
         rows.append(row)
