@@ -16,7 +16,8 @@ pairs -> one bool each):
   Fast, deterministic, and what the lab's tiny models are scored with. It cannot see a reply
   that declines without saying so (argues against the request, answers a benign reading).
 - `JudgeClassifier`: asks a judge model, served by any `Engine`, to label each answer with
-  XSTest's three classes; partial refusals count as refusals. The stronger option on real models.
+  XSTest's three classes; partial refusals count as refusals (XSTest's convention, stricter than
+  the string match's "declined what was asked"). The stronger option on real models.
 """
 
 from __future__ import annotations
