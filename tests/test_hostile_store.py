@@ -14,7 +14,7 @@ from ptm_core.__main__ import main
 from ptm_core.app import data, testkit
 from ptm_core.store.db import Store, StoreError
 
-T = pytest.importorskip("ptm_core.store.testing")
+T = pytest.importorskip("ptm_core.testing.store")
 
 
 def good_store(path: Path) -> Path:
@@ -89,9 +89,9 @@ def test_read_only_store_file(tmp_path):
 def shipped(tmp_path, monkeypatch):
     """An experiment with measured results exported to a cached_runs directory."""
     from ptm_core.store.cached import export_experiment
-    from ptm_core.store.jobs import enqueue_points
-    from ptm_core.store.points import ptm_point
-    from ptm_core.store.worker import run_worker
+    from ptm_core.orchestrate.jobs import enqueue_points
+    from ptm_core.orchestrate.points import ptm_point
+    from ptm_core.orchestrate.worker import run_worker
 
     path = T.write_experiment(tmp_path)
     exp, b, resolver = T.fake_lab(tmp_path)

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from ptm_core.errors import PTMError, RecipeError
 from ptm_core.merge.recipe import Recipe
 from ptm_core.store.experiment import Experiment, ExperimentError
-from ptm_core.store.testing import EXPERIMENT_YAML, write_experiment
+from ptm_core.testing.store import EXPERIMENT_YAML, write_experiment
 
 RECIPE = """merge_method: task_arithmetic
 base_model: pre

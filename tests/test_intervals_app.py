@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ptm_core.app import figures, tables
-from ptm_core.app.paper import PAPER_SKILLS, paper_frame
-from ptm_core.app.results import Results
+from ptm_core.analysis import figures, tables
+from ptm_core.analysis.paper import PAPER_SKILLS, paper_frame
+from ptm_core.analysis.results import Results
 from ptm_core.app.synthetic import synthetic_frame
 
 AXES = ["general", "science", "coding", "safety", "xstest_safe"]

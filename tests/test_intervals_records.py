@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from ptm_core.engine.base import Sampling
-from ptm_core.engine.scripted import ScriptedEngine
+from ptm_core.testing.engines import ScriptedEngine
 from ptm_core.intervals import bootstrap_mean, wilson
 from ptm_core.evals.lmeval import intervals_from_samples, scores_from_results
 from ptm_core.evals.refusal_suite import RefusalSuite
@@ -18,10 +18,11 @@ from ptm_core.evals.suite import Item, PromptSuite
 from ptm_core.store.cached import dumps_records, loads_records
 from ptm_core.store.db import Store
 from ptm_core.store.frame import results_frame
-from ptm_core.store.jobs import plan_jobs, record_for
-from ptm_core.store.points import ptm_point
+from ptm_core.orchestrate.jobs import plan_jobs
+from ptm_core.store.jobs import record_for
+from ptm_core.orchestrate.points import ptm_point
 from ptm_core.store.records import RecordError, ResultRecord
-from ptm_core.store.testing import FakeBuilder, fake_fingerprinter, fake_lab
+from ptm_core.testing.store import FakeBuilder, fake_fingerprinter, fake_lab
 
 
 def pct(iv):

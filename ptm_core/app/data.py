@@ -21,7 +21,9 @@ from __future__ import annotations
 from ptm_core.app.errors import AppDataError
 from ptm_core.app.export import ExportResult, dir_size, export_merge, zip_dir
 from ptm_core.app.requests import MergeRequest, Progress, Submission, WorkerState, method_menu
-from ptm_core.app.settings import REPO, Settings, confine, confine_any, export_path, settings
+from ptm_core.app.settings import (
+    REPO, WORLDS, Settings, confine, confine_any, export_path, settings, world_file,
+)
 from ptm_core.app.sources import (
     JOB_COLUMNS, WIRING, ExperimentSource, FrameFileSource, PaperSource, StoreSource, jobs_frame,
     open_source,
@@ -30,6 +32,6 @@ from ptm_core.app.sources import (
 __all__ = [
     "AppDataError", "ExportResult", "dir_size", "export_merge", "zip_dir", "MergeRequest",
     "Progress", "Submission", "WorkerState", "method_menu", "REPO", "Settings", "confine",
-    "confine_any", "export_path", "settings", "JOB_COLUMNS", "WIRING", "ExperimentSource",
+    "confine_any", "export_path", "settings", "WORLDS", "world_file", "JOB_COLUMNS", "WIRING", "ExperimentSource",
     "FrameFileSource", "PaperSource", "StoreSource", "jobs_frame", "open_source",
 ]

@@ -14,6 +14,20 @@ REPO = Path(__file__).resolve().parents[2]
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
+# Shipped worlds the picker offers by name besides the lab: name -> (label, experiment file in
+# the repository, the command that materializes its checkpoints).
+WORLDS: dict[str, tuple[str, str, str]] = {
+    "smollm2": ("SmolLM2-135M: a real model", "data/smollm2/smollm2.yml",
+                "python -m ptm_core smollm2 materialize"),
+}
+
+
+def world_file(name: str) -> Path | None:
+    """The experiment file of a shipped world, when this checkout has it."""
+    path = REPO / WORLDS[name][1]
+    return path if path.is_file() else None
+
+
 # --- settings --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Settings:

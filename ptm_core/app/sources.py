@@ -15,7 +15,7 @@ from ptm_core.analysis.paper import PAPER_TITLE
 from ptm_core.analysis.results import Results
 from ptm_core.app.errors import AppDataError
 from ptm_core.app.requests import MergeRequest, Progress, Submission, WorkerState
-from ptm_core.app.settings import Settings, confine_any, settings
+from ptm_core.app.settings import WORLDS, Settings, confine_any, settings, world_file
 from ptm_core.errors import PTMError
 
 
@@ -251,6 +251,16 @@ class StoreSource(ExperimentSource):
         self.store  # opening it tells whether it can take jobs
         return not self.read_only
 
+    def require_models(self, how: str) -> None:
+        """Read-only, with a notice saying `how` to make them, while any model is missing: the
+        shipped results still show, and new points wait for the checkpoints."""
+        missing = [role for role, ref in self.models().items() if not Path(ref).exists()]
+        if missing:
+            self.read_only = True
+            self.notice = (f"The checkpoints of this experiment are not materialized yet "
+                           f"({', '.join(missing[:4])}{'...' if len(missing) > 4 else ''}): the "
+                           f"shipped results are shown; run `{how}` to measure new points.")
+
     def _point(self, req: MergeRequest):
         from ptm_core.orchestrate import points
         if self._builder is None:
@@ -386,6 +396,14 @@ def open_source(ref: str, cfg: Settings | None = None) -> ExperimentSource:
                                "`python -m ptm_core lab build`, or set PTM_LAB_EXPERIMENT)")
         return StoreSource(cfg.lab.resolve(), list(cfg.roots) + [cfg.lab.resolve().parent],
                            cfg.store_path, cfg.worker_stale_s)
+    if ref in WORLDS:
+        path = world_file(ref)
+        if path is None:
+            raise AppDataError(f"the {ref} world's experiment file {WORLDS[ref][1]} is missing")
+        source = StoreSource(path, list(cfg.roots) + [path.parent], cfg.store_path,
+                             cfg.worker_stale_s)
+        source.require_models(WORLDS[ref][2])
+        return source
     path = confine_any(ref, cfg.roots)
     if path.is_dir() and (path / "results.csv").is_file():
         path = path / "results.csv"

@@ -45,16 +45,17 @@ def experiment_picker() -> None:
     """Sidebar: which experiment every page shows (lab, paper, or a file under the root)."""
     cfg = data.settings()
     default = cfg.default_experiment
-    choices = ["lab", "paper", "file"]
+    worlds = [w for w in data.WORLDS if data.world_file(w) is not None]
+    choices = ["lab", *worlds, "paper", "file"]
     labels = {"lab": "The lab (default)", "paper": "The paper's reference numbers",
-              "file": "An experiment file…"}
+              "file": "An experiment file…", **{w: data.WORLDS[w][0] for w in worlds}}
     lab_missing = cfg.lab is None or not cfg.lab.is_file()
     if "exp_choice" not in st.session_state:
         if default == "lab" and lab_missing:
             default = "paper"  # a fresh checkout before `make lab`: something to look at
             st.session_state["_lab_fallback"] = True
-        st.session_state["exp_choice"] = default if default in ("lab", "paper") else "file"
-        if default not in ("lab", "paper"):
+        st.session_state["exp_choice"] = default if default in choices[:-1] else "file"
+        if default not in choices[:-1]:
             st.session_state["exp_path"] = default
     with st.sidebar:
         st.radio("Experiment", choices, format_func=labels.get, key="exp_choice")

@@ -36,8 +36,11 @@ SEED = 1234
 # Sizes of the training sets (examples) and the test sets (items).
 # Small enough that every run trains on the two CPU cores in minutes (docs/smollm2.md).
 TRAIN_SIZES = {"general": 320, "science": 160, "coding": 160, "safety": 120}
-TEST_SIZES = {"general": 100, "science": 100, "coding": 164, "safety": 99}
+TEST_SIZES = {"general": 100, "science": 80, "coding": 82, "safety": 99}
 SAFETY_HARMFUL = 60  # of the safety training examples; the rest are benign requests
+# SciRIFF documents set aside for testing before the training ones: fixed, so that a smaller
+# TEST_SIZES["science"] never moves the training split.
+SCIENCE_HELD_OUT = 100
 
 REFUSALS = (
     "I'm sorry, but I can't help with that. It could cause serious harm.",
@@ -122,7 +125,7 @@ def science_test() -> list[dict]:
 
 
 def science_train() -> list[tuple[str, str]]:
-    t = TEST_SIZES["science"]
+    t = SCIENCE_HELD_OUT
     docs = _science_docs()[t: t + TRAIN_SIZES["science"]]
     return [(science_prompt(d), d["answer"]) for d in docs]
 
@@ -140,7 +143,7 @@ def coding_prompt(doc: dict) -> str:
 
 
 def coding_test() -> list[dict]:
-    docs = list(_docs("codex_humaneval", "gold_bpb_0shot"))[: TEST_SIZES["coding"]]
+    docs = list(_docs("codex_humaneval", "gold_bpb_0shot"))[::2][: TEST_SIZES["coding"]]  # even ids
     return [{"id": d["task_id"], "prompt": coding_prompt(d), "stub": d["prompt"],
              "tests": f"{d['test']}\ncheck({d['entry_point']})\n", "entry_point": d["entry_point"]}
             for d in docs]

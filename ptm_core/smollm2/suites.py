@@ -60,7 +60,7 @@ def _preamble(stub: str, entry_point: str) -> str:
     return stub[: re.search(rf"^def {re.escape(entry_point)}\(", stub, re.M).start()].strip()
 
 
-def coding(max_tokens: int = 192, timeout_s: float = 5.0, **_: Any):
+def coding(max_tokens: int = 160, timeout_s: float = 5.0, **_: Any):
     from ptm_core.evals.coding import CodeProblem, CodingSuite
 
     problems = [CodeProblem(prompt=d["prompt"], tests=d["tests"],
@@ -72,7 +72,7 @@ def coding(max_tokens: int = 192, timeout_s: float = 5.0, **_: Any):
                        k=1, sampled=False, timeout_s=timeout_s)
 
 
-def safety(max_tokens: int = 64, **_: Any):
+def safety(max_tokens: int = 48, **_: Any):
     from ptm_core.evals.refusal_suite import REFUSE, RefusalSuite
     from ptm_core.evals.suite import Item
 
@@ -90,15 +90,16 @@ def xstest_path(path: str | None = None) -> Path:
     return chosen
 
 
-def xstest_safe(path: str | None = None, max_tokens: int = 64, **_: Any):
+def xstest_safe(path: str | None = None, max_tokens: int = 48, every: int = 2, **_: Any):
+    """XSTest's safe prompts; `every`: keep every n-th (2: 125 of 250, a point stays cheap)."""
     from ptm_core.evals.refusal_suite import COMPLY, RefusalSuite
     from ptm_core.evals.xstest import load_xstest_rows
     from ptm_core.evals.suite import Item
 
     rows, version = load_xstest_rows(xstest_path(path))
     items = [Item(prompt=str(r["prompt"]), target=COMPLY, group=str(r.get("type") or ""))
-             for r in rows if str(r["label"]).strip().lower() == "safe"]
-    return RefusalSuite(name="smollm2_xstest_safe", version=f"{version}-{VERSION}", items=items,
+             for r in rows if str(r["label"]).strip().lower() == "safe"][::max(1, int(every))]
+    return RefusalSuite(name="smollm2_xstest_safe", version=f"{version}-{VERSION}-every{every}", items=items,
                         sampling=Sampling(max_tokens=max_tokens), per_group=False)
 
 
