@@ -51,7 +51,7 @@ def _with_interval(row, axis: str) -> str:
 
 
 def best_rows(res: Results, paper: Results, skill: str, x: str = "general",
-              y: Optional[str] = None) -> str:
+              y: Optional[str] = None, who: str = "lab") -> str:
     """Tables 2-3: θ_G and the best CFT, RT and PTM (by average change on both axes). The lab's
     θ_G scores 0 on every skill, so its % change is undefined and not shown. Lab scores carry
     their 95 % interval; the best row says whether it is separable from the runner-up."""
@@ -70,8 +70,8 @@ def best_rows(res: Results, paper: Results, skill: str, x: str = "general",
                      cell(b, x), cell(b, y), cell(b, f"% Δ {y}"), cell(b, "training steps", 0)])
     gx, gy = AXIS_NAMES[x], AXIS_NAMES[y]
     return markdown_table(
-        ["", f"lab {gx} [95 % CI]", f"lab {gy} [95 % CI]", "lab steps", "lab point",
-         "lab best vs runner-up", f"paper {gx}", f"paper {gy}", f"paper % Δ {gy}", "paper steps"],
+        ["", f"{who} {gx} [95 % CI]", f"{who} {gy} [95 % CI]", f"{who} steps", f"{who} point",
+         f"{who} best vs runner-up", f"paper {gx}", f"paper {gy}", f"paper % Δ {gy}", "paper steps"],
         rows)
 
 
@@ -85,7 +85,7 @@ def _lab_row(res: Results, kind: str, skills: Sequence[str]) -> Optional[pd.Seri
     return None if match.empty else match.iloc[0]
 
 
-def all_three(res: Results) -> str:
+def all_three(res: Results, who: str = "lab") -> str:
     """Table 4 (and 6): all three skills at once: CFT, RT, PTM, TIES, DARE against θ_G."""
     omegas = res.heuristic_omegas()
     skills = list(res.skills)
@@ -100,10 +100,10 @@ def all_three(res: Results) -> str:
              ("DARE-TIES PTM (all 3)", res.lookup("dare_ties", omegas), p6.get("DARE PTM (All 3)"))]
     rows = [[name] + [f"{_num(res.score(row, a))} ({_num(None if ref is None else ref.get(a))})"
                       for a in AXES] for name, row, ref in lines]
-    return markdown_table(["lab (paper)"] + [AXIS_NAMES[a] for a in AXES], rows)
+    return markdown_table([f"{who} (paper)"] + [AXIS_NAMES[a] for a in AXES], rows)
 
 
-def interference(res: Results) -> str:
+def interference(res: Results, who: str = "lab") -> str:
     """Table 5: single-skill and pairwise merges (and all three) at the heuristic ω."""
     scores = tables.scores_table(res)
     # The paper's rows under the labels scores_table gives (it names pairs in another order)
@@ -115,7 +115,7 @@ def interference(res: Results) -> str:
         ref = paper.get(label)
         rows.append([label] + [f"{_num(row.get(a))} ({_num(None if ref is None else ref.get(a))})"
                                for a in AXES])
-    return markdown_table(["lab (paper)"] + [AXIS_NAMES[a] for a in AXES], rows)
+    return markdown_table([f"{who} (paper)"] + [AXIS_NAMES[a] for a in AXES], rows)
 
 
 def curves(res: Results, skill: str) -> str:
@@ -133,26 +133,26 @@ def curves(res: Results, skill: str) -> str:
     return markdown_table(header, rows)
 
 
-PREAMBLE = """Each cell is the lab's number, with the paper's in parentheses where the paper has one.
+PREAMBLE = """Each cell is the {who}'s number, with the paper's in parentheses where the paper has one.
 "Best" follows the paper's Table 3 rule (average change on both axes; where θ_G scores 0 the
-change is counted in points) among the points measured on the lab's test split (the paper
+change is counted in points) among the points measured on the {who}'s test split (the paper
 selected on validation data). Steps are the cost of each method's pool of models (paper
-Section 2): CFT and RT sum their five runs, PTM pays for θ_D once. Lab scores in Tables 2-3
+Section 2): CFT and RT sum their runs, PTM pays for θ_D once. The {who}'s scores in Tables 2-3
 carry their 95 % interval (Wilson for rates, the bootstrap over items for means); "not
 separable" means the best method's interval overlaps the runner-up's on every axis that chose it.
 """
 
 
-def report(res: Results, paper: Results, *, with_curves: bool = True) -> str:
-    parts = [PREAMBLE, "### Tables 2-3: the best of each method, per skill (by average change on both axes)"]
+def report(res: Results, paper: Results, *, with_curves: bool = True, who: str = "lab") -> str:
+    parts = [PREAMBLE.format(who=who), "### Tables 2-3: the best of each method, per skill (by average change on both axes)"]
     for skill in ("science", "safety", "coding"):
         if skill in res.skills:
-            parts += [f"\n**{skill}**\n", best_rows(res, paper, skill)]
+            parts += [f"\n**{skill}**\n", best_rows(res, paper, skill, who=who)]
     parts += ["\n**exaggerated refusals** (x: XSTest-safe compliance, y: safety)\n",
-              best_rows(res, paper, "safety", x="xstest_safe", y="safety")]
+              best_rows(res, paper, "safety", x="xstest_safe", y="safety", who=who)]
     parts += ["\n### Tables 4 and 6: all three skills at once (heuristic ω for the merges)\n",
-              all_three(res)]
-    parts += ["\n### Table 5: single and pairwise merges at the heuristic ω\n", interference(res)]
+              all_three(res, who)]
+    parts += ["\n### Table 5: single and pairwise merges at the heuristic ω\n", interference(res, who)]
     if not with_curves:
         return "\n".join(parts) + "\n"
     parts += ["\n### The merge curves (θ_G at ω = 0)"]
@@ -183,17 +183,20 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"no experiment file {a.experiment!r} (build the lab with `python -m ptm_core lab "
               "build`, or set PTM_LAB_EXPERIMENT)", file=sys.stderr)
         return 1
-    res = stored_results(Store.open_default(), Experiment.load(path))
+    exp = Experiment.load(path)
+    res = stored_results(Store.open_default(), exp)
+    who = "lab" if exp.name == "lab" else exp.name
     if res.general_row() is None:
         print("no results for θ_G yet: run `python -m ptm_core sweep data/lab/lab.yml` first",
               file=sys.stderr)
         return 1
-    text = report(res, paper_results(), with_curves=not a.no_curves)
+    text = report(res, paper_results(), with_curves=not a.no_curves, who=who)
     print(text, end="")
     if a.out:
-        title = (f"# What the lab shows: the full report\n\nGenerated by `python -m ptm_core lab "
-                 f"report --out {a.out}` from the stored results (`cached_runs/` for the lab: vLLM "
-                 f"in float32 on the lab's test split).\n\n")
+        title = (f"# What the {who} shows: the full report\n\nGenerated by `python -m ptm_core lab "
+                 f"report{'' if who == 'lab' else ' --experiment ' + str(a.experiment)} --out {a.out}` "
+                 f"from the stored results (`cached_runs/` for the {who}: vLLM in float32 on its "
+                 "test split).\n\n")
         write_text(a.out, title + text)
     return 0
 
