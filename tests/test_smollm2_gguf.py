@@ -104,3 +104,21 @@ def test_the_world_materializes_pre_from_the_gguf_reproducibly(tiny, tmp_path):
     shutil.rmtree(world.model_dir("pre"))
     assert fingerprint(world.materialize("pre", progress=lambda _: None)) == fp
     assert (world.model_dir("pre") / "model.safetensors").read_bytes() == first
+
+
+def test_tokenizer_load_flags_are_written_as_an_online_load_gives_them(tmp_path):
+    """Offline mode makes transformers save local_files_only=True: the materialized directory
+    (and so its fingerprint, which shipped results are keyed by) must not depend on it."""
+    import json
+
+    from ptm_core.smollm2.gguf_model import _drop_load_flags
+
+    online = {"backend": "tokenizers", "local_files_only": False, "pad_token": "<|im_end|>"}
+    text = json.dumps(online, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    offline = tmp_path / "offline.json"
+    offline.write_text(text.replace('"local_files_only": false', '"local_files_only": true'))
+    same = tmp_path / "online.json"
+    same.write_text(text)
+    _drop_load_flags(offline)
+    _drop_load_flags(same)
+    assert offline.read_text() == text and same.read_text() == text

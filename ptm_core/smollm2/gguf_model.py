@@ -39,4 +39,26 @@ def gguf_to_hf(path: str | os.PathLike, out_dir: str | os.PathLike, *, force: bo
     with staging_dir(out_dir, force=force) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        _drop_load_flags(tmp / "tokenizer_config.json")
     return Path(out_dir)
+
+
+# Flags of how the tokenizer was loaded, not of what it is: transformers saves them into
+# tokenizer_config.json (offline mode forces local_files_only=True). Written with the values an
+# online load gives, so the directory -- and its fingerprint, which the shipped results are keyed
+# by -- is the same bytes whatever the environment.
+_LOAD_FLAGS = {"local_files_only": False}
+
+
+def _drop_load_flags(path: Path) -> None:
+    import json
+
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if all(config.get(k, v) == v for k, v in _LOAD_FLAGS.items()):
+        return
+    config.update({k: v for k, v in _LOAD_FLAGS.items() if k in config})
+    # transformers' own serialization of this file, so an unchanged config keeps its bytes
+    path.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
