@@ -190,9 +190,10 @@ class World:
                 if (max_priority is None or r.priority <= max_priority) and (not only or r.name in only)]
         built = []
         for spec in todo:
-            if self.record(spec.name) is None:
+            existing = self.record(spec.name)
+            if existing is None:
                 self.train(spec.name, progress)
                 built.append(spec.name)
             else:
-                self.check_record(spec.name, self.record(spec.name))
+                self.check_record(spec.name, existing)
         return built
