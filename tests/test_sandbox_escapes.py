@@ -300,3 +300,21 @@ def test_file_size_and_disk_use_are_capped():
         "total = sum(fill(f'part{i}', 15) for i in range(6))\n")
     assert run_tests(code, "assert big <= 16777216\nassert big >= 1048576\n"
                            "assert total <= 67108864\n")
+
+
+def test_preloads_of_this_process_do_not_open_the_venv(monkeypatch):
+    """vLLM's import sets LD_PRELOAD to torch's libgomp and cv2's sets LD_LIBRARY_PATH into the
+    venv; the sandbox's library list must come from the sandbox's own (empty) environment."""
+    from ptm_core.evals import sandbox
+    torch_lib = Path(sysconfig.get_paths()["purelib"]) / "torch" / "lib"
+    preload = sorted(torch_lib.glob("libgomp*.so*")) or sorted(torch_lib.glob("*.so*"))
+    monkeypatch.setenv("LD_PRELOAD", str(preload[0]) if preload else "")
+    monkeypatch.setenv("LD_LIBRARY_PATH", f"{torch_lib}:{sysconfig.get_paths()['purelib']}")
+    sandbox._filesystem.cache_clear()
+    try:
+        binds = sandbox._filesystem()
+        inside = [b for b in binds if b.startswith(str(ROOT)) or b.startswith(sys.prefix + os.sep)]
+        assert inside == [] or os.path.realpath(sys.prefix) == os.path.realpath(sys.base_prefix)
+        test_the_project_and_the_venv_are_not_importable()
+    finally:
+        sandbox._filesystem.cache_clear()

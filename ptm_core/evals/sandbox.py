@@ -235,6 +235,16 @@ def _filesystem() -> tuple[str, ...]:
     if libc_dir and os.path.exists(os.path.join(libc_dir, "libgcc_s.so.1")):
         libs.append(os.path.join(libc_dir, "libgcc_s.so.1"))  # dlopen()ed by thread exit
     binds = sorted({exe, stdlib, *libs})
+    def under(path: str, top: str) -> bool:
+        return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
+
+    base = os.path.realpath(sys.base_prefix)
+    private = {os.path.realpath(p) for p in (sys.prefix, str(Path(__file__).parents[2]))}
+    leaked = [b for b in binds
+              if any(under(b, p) for p in private) and not under(b, base)]
+    if leaked:  # the project or venv would become importable inside the sandbox
+        raise SandboxUnavailable(f"the interpreter links {leaked[0]}, inside the project or its "
+                                 f"venv; the sandbox binds nothing from there")
     args: list[str] = []
     made: set[str] = set()
     for path in binds:
@@ -260,8 +270,11 @@ def _filesystem() -> tuple[str, ...]:
 def _linked_libraries(binaries: list[str]) -> list[str]:
     """Every shared library the binaries load, as `ldd` resolves them (the ELF interpreter too)."""
     try:
+        # The environment the sandboxed interpreter gets (bwrap --clearenv), not this process's:
+        # imports here set LD_PRELOAD / LD_LIBRARY_PATH (vLLM preloads torch's libgomp, cv2 adds
+        # its lib64), and binding what they name would put the venv's directories in the sandbox.
         out = subprocess.run(["ldd", *binaries], capture_output=True, text=True, timeout=60,
-                             check=False).stdout
+                             check=False, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise SandboxUnavailable(f"cannot list the interpreter's libraries with ldd: {exc}")
     libs = set()
