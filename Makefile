@@ -55,14 +55,23 @@ lab: $(STAMP)
 
 # Rebuild the real-model world from nothing (docs/smollm2.md): train what is missing
 # (resumable), materialize the checkpoints, write the experiment, measure the grid, ship it.
+# Single-skill ω grids measure general ability and that skill only (plus XSTest for safety):
+# a point of all five suites costs ~4 minutes on two CPU cores, one of two suites ~2.
 SMOLLM2 := data/smollm2/smollm2.yml
-SMOLLM2_OMEGAS ?= 0.1,0.25,0.5,0.75,1.0
+SMOLLM2_OMEGAS ?= 0.25,0.5,0.75,1.0
+SMOLLM2_SWEEP = $(BIN)/python -m ptm_core sweep $(SMOLLM2) --export
 smollm2: $(STAMP)
 	$(BIN)/python -m ptm_core smollm2 build
 	$(BIN)/python -m ptm_core smollm2 materialize
 	$(BIN)/python -m ptm_core smollm2 experiment
-	$(BIN)/python -m ptm_core sweep $(SMOLLM2) --methods task_arithmetic,linear,wise_ft --omegas $(SMOLLM2_OMEGAS) --heuristic --pairs --export
-	$(BIN)/python -m ptm_core sweep $(SMOLLM2) --methods ties,dare_ties,dare_linear --omegas none --heuristic --pairs --no-baselines --no-references --export
+	$(SMOLLM2_SWEEP) --omegas none --heuristic --pairs
+	for s in science coding safety; do \
+	  suites=general,$$s; [ $$s = safety ] && suites=general,safety,xstest_safe; \
+	  $(SMOLLM2_SWEEP) --methods task_arithmetic,linear,wise_ft --omegas $(SMOLLM2_OMEGAS) \
+	    --skills $$s --suites $$suites --no-baselines --no-references || exit 1; \
+	  $(SMOLLM2_SWEEP) --methods ties,dare_ties --omegas none --heuristic \
+	    --skills $$s --suites $$suites --no-baselines --no-references || exit 1; \
+	done
 	$(BIN)/python -m ptm_core lab report --experiment $(SMOLLM2) --out docs/smollm2-report.md
 
 bench: $(STAMP)
