@@ -66,8 +66,13 @@ class ResidentInputs:
     def merged(self, recipe, num_layers: int | None, seed: int = 0
                ) -> Iterator[tuple[str, torch.Tensor]]:
         """The recipe's merged tensors, one at a time (HF checkpoint names, float32)."""
+        from ptm_core.errors import MergeError
         from ptm_core.merge.plan import merge_state
 
+        out_layers = recipe.out_layers()
+        if out_layers is not None and num_layers is not None and out_layers != num_layers:
+            raise MergeError(f"the recipe's slices give {out_layers} layers; the engine serves "
+                             f"{num_layers}: export it and load it as a new model instead")
         self.ensure(recipe.model_refs())
         sources = {ref: self.sources[ref] for ref in recipe.model_refs()}
         with torch.no_grad():

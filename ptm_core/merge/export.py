@@ -25,7 +25,7 @@ from ptm_core.atomic import staging_dir
 from ptm_core.errors import PTMError
 from ptm_core.merge.card import model_card
 from ptm_core.merge.checkpoint import INDEX_NAME, Checkpoint, is_within
-from ptm_core.merge.plan import check_compatible, chunk_rows, merge_rows
+from ptm_core.merge.plan import chunk_rows, merge_rows, plan_groups
 from ptm_core.merge.recipe import Recipe
 from ptm_core.merge.safetensors_io import OutTensor, write_safetensors
 
@@ -68,20 +68,19 @@ def export(recipe: Recipe, out_dir: str | Path, *, force: bool = False, seed: in
             raise PTMError(f"output {out} exists and is not a directory; --force replaces only "
                            "a directory")
         template = ckpts[recipe.template_model()]
-        names = check_compatible(recipe, ckpts, template.num_layers)
+        groups = plan_groups(recipe, ckpts, template.num_layers)
         dtype_name = recipe.out_dtype or recipe.dtype
         out_dtype = _TORCH_DTYPES[dtype_name] if dtype_name else template.main_dtype
-        entries = [OutTensor(n, out_dtype, template.shape(n)) for n in names]
+        entries = [OutTensor(g.name, out_dtype, ckpts[g.refs[0]].shape(g.names[0])) for g in groups]
         shards = plan_shards(entries, shard_bytes)
 
         with staging_dir(out, force=force) as tmp:
             bar = tqdm(total=sum(e.nbytes for e in entries), desc="merging", unit="B",
                        unit_scale=True, disable=not progress, file=sys.stderr)
 
-            tasks = [(e.name, rows) for e in entries for rows in chunk_rows(recipe, e.shape)]
+            tasks = [(g, rows) for g, e in zip(groups, entries) for rows in chunk_rows(recipe, e.shape)]
             merged = _ordered_parallel(
-                lambda task: merge_rows(recipe, ckpts, task[0], template.num_layers, seed, task[1]),
-                tasks, workers)
+                lambda task: merge_rows(recipe, ckpts, task[0], seed, task[1]), tasks, workers)
 
             def produce(entry: OutTensor):
                 for _ in chunk_rows(recipe, entry.shape):
@@ -97,7 +96,7 @@ def export(recipe: Recipe, out_dir: str | Path, *, force: bool = False, seed: in
                 index = {"metadata": {"total_size": sum(e.nbytes for e in entries)},
                          "weight_map": {e.name: f for f, s in zip(files, shards) for e in s}}
                 (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2))
-            _copy_support(template, tmp, dtype_name or _dtype_name(out_dtype))
+            _copy_support(template, tmp, dtype_name or _dtype_name(out_dtype), recipe.out_layers())
             (tmp / RECIPE_NAME).write_text(recipe.to_yaml())
             inputs = {ref: c.fingerprint() for ref, c in ckpts.items()}
             (tmp / "README.md").write_text(model_card(
@@ -161,14 +160,18 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return next(k for k, v in _TORCH_DTYPES.items() if v == dtype)
 
 
-def _copy_support(template: Checkpoint, dest: Path, dtype_name: str) -> None:
+def _copy_support(template: Checkpoint, dest: Path, dtype_name: str,
+                  num_layers: Optional[int] = None) -> None:
     """Config, generation config and tokenizer files from the template model; the config's
-    dtype is set to what was written."""
+    dtype is set to what was written, and its layer count to the output's (slices:)."""
     for src in template.support_files():
         if src.name == "config.json":
             cfg = dict(template.config)
             keys = [k for k in ("dtype", "torch_dtype") if k in cfg] or ["dtype"]
             cfg.update({k: dtype_name for k in keys})
+            if num_layers is not None:
+                key = next((k for k in ("num_hidden_layers", "n_layer") if k in cfg), "num_hidden_layers")
+                cfg[key] = num_layers
             (dest / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         else:
             shutil.copy2(src, dest / src.name)

@@ -19,6 +19,8 @@ from typing import Any, Callable, Literal, Optional
 
 import torch
 
+from ptm_core.merge import adaptive, spherical
+
 Scope = Literal["shared", "input", "non_base"]
 _REQUIRED = object()
 _DECIMAL = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
@@ -35,6 +37,7 @@ class ParamSpec:
     type: type
     scope: Scope  # shared: one value per merge; input: every model; non_base: all but the base
     default: Any = _REQUIRED
+    minimum: Optional[float] = None  # refused below this (an iteration count, a tolerance)
 
     @property
     def required(self) -> bool:
@@ -60,6 +63,13 @@ class ParamSpec:
             raise ValueError(f"parameter {self.name!r} must be a number, got {_short(value)}") from None
         if not math.isfinite(v):
             raise ValueError(f"parameter {self.name!r} must be finite, got {_short(value)}")
+        if self.minimum is not None and v < self.minimum:
+            raise ValueError(f"parameter {self.name!r} must be at least {self.minimum:g}, "
+                             f"got {_short(value)}")
+        if self.type is int:
+            if v != int(v):
+                raise ValueError(f"parameter {self.name!r} must be a whole number, got {_short(value)}")
+            return int(v)
         return v
 
 
@@ -73,6 +83,11 @@ class MethodSpec:
     # Each output element depends only on the same element of each input, so large tensors
     # can be merged in row chunks with identical results (no tensor-wide top-k, norm or mask).
     elementwise: bool = False
+    # The base is used as one when the recipe names one (NuSLERP, Multi-SLERP), else ignored.
+    optional_base: bool = False
+    # How many inputs besides the base the method takes (MergeKit's input contract).
+    min_inputs: int = 0
+    max_inputs: Optional[int] = None
 
     def param(self, name: str) -> Optional[ParamSpec]:
         return next((p for p in self.params if p.name == name), None)
@@ -253,6 +268,73 @@ def _gta(name: str, sparsify: Optional[str], consensus: bool, normalize: bool, r
                       elementwise=sparsify is None)
 
 
+def _slerp(base, inputs, per_input, shared, generator):
+    return spherical.slerp(shared["t"], base, inputs[0])
+
+
+def _nuslerp(base, inputs, per_input, shared, generator):
+    total = per_input[0]["weight"] + per_input[1]["weight"]
+    t = 0.5 if abs(total) < 1e-6 else per_input[1]["weight"] / total  # MergeKit's fallback
+    a, b = inputs if base is None else (inputs[0] - base, inputs[1] - base)
+    out = spherical.nuslerp(t, a, b, row_wise=shared["nuslerp_row_wise"],
+                            flatten=shared["nuslerp_flatten"])
+    return out if base is None else base + out
+
+
+def _multislerp(base, inputs, per_input, shared, generator):
+    return spherical.multislerp(inputs, [p["weight"] for p in per_input], base,
+                                shared["normalize_weights"], shared["eps"])
+
+
+_SLERP_FAMILY = (
+    MethodSpec("slerp", (ParamSpec("t", float, "shared"),), True, _slerp,
+               "https://en.wikipedia.org/wiki/Slerp", min_inputs=1, max_inputs=1),
+    MethodSpec("nuslerp", (ParamSpec("weight", float, "non_base"),
+                           ParamSpec("nuslerp_row_wise", bool, "shared", False),
+                           ParamSpec("nuslerp_flatten", bool, "shared", True)),
+               False, _nuslerp, "", optional_base=True, min_inputs=2, max_inputs=2),
+    MethodSpec("multislerp", (ParamSpec("weight", float, "non_base"),
+                              ParamSpec("normalize_weights", bool, "shared", True),
+                              ParamSpec("eps", float, "shared", 1e-8, minimum=0.0)),
+               False, _multislerp, "https://goddard.blog/posts/multislerp-wow-what-a-cool-idea",
+               optional_base=True, min_inputs=1),
+)
+
+
+def _passthrough(base, inputs, per_input, shared, generator):
+    scale = per_input[0]["scale"]
+    return inputs[0] if scale is None else inputs[0] * scale
+
+
+_OTHERS = (
+    MethodSpec("passthrough", (ParamSpec("scale", float, "input", None),), False, _passthrough,
+               "", elementwise=True, min_inputs=1, max_inputs=1),
+    MethodSpec("karcher", (ParamSpec("max_iter", int, "shared", 10, minimum=0),
+                           ParamSpec("tol", float, "shared", 1e-5, minimum=0.0)), False,
+               lambda base, inputs, per_input, shared, generator: spherical.karcher(
+                   inputs, shared["max_iter"], shared["tol"]),
+               "https://arxiv.org/abs/2603.04972", min_inputs=1),
+    MethodSpec("model_stock", (ParamSpec("filter_wise", bool, "shared", False),), True,
+               lambda base, inputs, per_input, shared, generator: adaptive.model_stock(
+                   base, inputs, shared["filter_wise"]),
+               "https://arxiv.org/abs/2403.19522", min_inputs=2),
+    MethodSpec("sce", (ParamSpec("int8_mask", bool, "shared", False),  # compatibility; float32
+                       ParamSpec("select_topk", float, "shared", 1.0)), True,
+               lambda base, inputs, per_input, shared, generator: adaptive.sce(
+                   base, inputs, shared["select_topk"]),
+               "https://arxiv.org/abs/2408.07990"),
+    MethodSpec("nearswap", (ParamSpec("t", float, "shared"),), True,
+               lambda base, inputs, per_input, shared, generator: adaptive.nearswap(
+                   base, inputs[0], shared["t"]),
+               "https://huggingface.co/alchemonaut/QuartetAnemoi-70B-t0.0001", elementwise=True,
+               min_inputs=1, max_inputs=1),
+    MethodSpec("arcee_fusion", (), True,
+               lambda base, inputs, per_input, shared, generator: adaptive.arcee_fusion(
+                   base, inputs[0], generator),
+               "https://arcee.ai", min_inputs=1, max_inputs=1),
+)
+
+
 METHODS: dict[str, MethodSpec] = {
     m.name: m
     for m in (
@@ -269,6 +351,8 @@ METHODS: dict[str, MethodSpec] = {
              "https://arxiv.org/abs/2312.06795", _GAMMA),
         _gta("della", "della", True, True, True, "https://arxiv.org/abs/2406.11617", _EPSILON),
         _gta("della_linear", "della", False, False, True, "https://arxiv.org/abs/2406.11617", _EPSILON),
+        *_SLERP_FAMILY,
+        *_OTHERS,
     )
 }
 

@@ -9,6 +9,8 @@ bad recipe fails before any output exists.
 from __future__ import annotations
 
 import hashlib
+import re
+from dataclasses import dataclass
 from typing import Iterator, Mapping, Optional, Protocol
 
 import torch
@@ -54,15 +56,35 @@ def tensor_generator(seed: int, tensor_name: str) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
 
 
-def check_compatible(recipe: Recipe, sources: Mapping[str, TensorSource],
-                     num_layers: Optional[int] = None) -> list[str]:
-    """Tensor names to merge, in the template model's order, after checking that every input
-    has the same tensors with the same shapes and that every parameter resolves."""
+@dataclass(frozen=True)
+class Group:
+    """One output tensor and where it comes from: the same tensor of every input (models:), or
+    a layer's tensor at each source's own layer index (slices:)."""
+    name: str
+    refs: tuple[str, ...]  # the base first, when the method uses one
+    names: tuple[str, ...]  # the tensor's name in each of refs
+    has_base: bool
+    shared: dict
+    per_input: tuple[dict, ...]  # one per input after the base
+
+
+_LAYER_NAME = re.compile(r"^(.*?(?:^|\.)(?:layers|h|blocks|layer))\.(\d+)\.(.+)$")
+# Outside the layer stack a slices recipe takes embeddings from its first slice's sources and
+# everything else (final norm, head) from its last, as MergeKit's pre/post weights.
+_PRE = ("embed", "wte", "wpe")
+
+
+def plan_groups(recipe: Recipe, sources: Mapping[str, TensorSource],
+                num_layers: Optional[int] = None) -> list[Group]:
+    """Every output tensor's group, in output order, after checking that each input has the
+    tensors it is asked for with the same shapes and that every parameter resolves."""
     refs = recipe.model_refs()
     missing = [r for r in refs if r not in sources]
     if missing:
         raise MergeError(f"no input loaded for model(s) {', '.join(map(repr, missing))}")
     template = sources[recipe.template_model()]
+    if recipe.slices is not None:
+        return _slice_groups(recipe, sources, template)
     names = template.tensor_names()
     wanted = set(names)
     for ref in refs:
@@ -78,19 +100,71 @@ def check_compatible(recipe: Recipe, sources: Mapping[str, TensorSource],
             if src.shape(n) != template.shape(n):
                 raise MergeError(f"model {ref!r}, tensor {n!r}: shape {list(src.shape(n))} differs from "
                                  f"{list(template.shape(n))} in model {template.name!r}")
+    base = recipe.base_input()
+    order = ([base] if base else []) + recipe.inputs()
+    groups = []
     for n in names:  # parameters resolve for every tensor (filters, gradients, required)
-        recipe.resolve(n, num_layers)
-    return names
+        shared, per_input = recipe.resolve(n, num_layers)
+        groups.append(Group(n, tuple(order), (n,) * len(order), bool(base), shared, tuple(per_input)))
+    return groups
+
+
+def _slice_groups(recipe: Recipe, sources: Mapping[str, TensorSource],
+                  template: TensorSource) -> list[Group]:
+    layer_suffixes: dict[str, list[str]] = {}  # the layer stack's prefix -> tensors of a layer
+    pre, post = [], []
+    for n in template.tensor_names():
+        m = _LAYER_NAME.match(n)
+        if m is None:
+            (pre if any(k in n for k in _PRE) else post).append(n)
+        elif m.group(2) == "0":
+            layer_suffixes.setdefault(m.group(1), []).append(m.group(3))
+    if len(layer_suffixes) != 1:
+        raise MergeError(f"model {template.name!r}: slices need one stack of numbered layers; "
+                         f"found {len(layer_suffixes)}")
+    (prefix, suffixes), = layer_suffixes.items()
+
+    def group(i: int, out: str, in_names: dict[str, str], t: float) -> Group:
+        base = recipe.slice_base(i) if recipe.spec.needs_base or recipe.spec.optional_base else None
+        order = ([base] if base else []) + recipe.slice_inputs(i)
+        shape = None
+        for ref in order:
+            src = sources[ref]
+            if in_names[ref] not in src.tensor_names():
+                raise MergeError(f"model {ref!r} lacks tensor {in_names[ref]!r} (slices[{i}]: "
+                                 "layer_range beyond its layers?)")
+            if shape is not None and src.shape(in_names[ref]) != shape:
+                raise MergeError(f"model {ref!r}, tensor {in_names[ref]!r}: shape "
+                                 f"{list(src.shape(in_names[ref]))} differs from {list(shape)} "
+                                 f"in model {order[0]!r}")
+            shape = src.shape(in_names[ref])
+        shared, per_input = recipe.resolve_slice(i, out, in_names, t)
+        return Group(out, tuple(order), tuple(in_names[r] for r in order), bool(base), shared,
+                     tuple(per_input))
+
+    last = len(recipe.slices) - 1
+    groups = [group(0, n, {s.model: n for s in recipe.slices[0].sources}, 0.0) for n in pre]
+    out_layer = 0
+    for i, sl in enumerate(recipe.slices):
+        for offset in range(sl.num_layers):
+            t = offset / (sl.num_layers - 1) if sl.num_layers > 1 else 1.0  # MergeKit's gradient
+            for suffix in suffixes:
+                in_names = {s.model: f"{prefix}.{s.layer_range[0] + offset}.{suffix}"
+                            for s in sl.sources}
+                groups.append(group(i, f"{prefix}.{out_layer}.{suffix}", in_names, t))
+            out_layer += 1
+    groups += [group(last, n, {s.model: n for s in recipe.slices[last].sources}, 0.0) for n in post]
+    return groups
 
 
 def merge_state(recipe: Recipe, sources: Mapping[str, TensorSource], *,
                 num_layers: Optional[int] = None, seed: int = 0,
-                names: Optional[list[str]] = None) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield (name, merged float32 tensor) for every tensor of the model."""
-    if names is None:
-        names = check_compatible(recipe, sources, num_layers)
-    for name in names:
-        yield name, merge_rows(recipe, sources, name, num_layers, seed, None)
+                groups: Optional[list[Group]] = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield (name, merged float32 tensor) for every tensor of the output model."""
+    if groups is None:
+        groups = plan_groups(recipe, sources, num_layers)
+    for g in groups:
+        yield g.name, merge_rows(recipe, sources, g, seed, None)
 
 
 # Rows per chunk are chosen so one input chunk holds about this many float32 values (1 MiB):
@@ -114,30 +188,29 @@ def chunk_rows(recipe: Recipe, shape: tuple[int, ...],
 def merge_chunks(recipe: Recipe, sources: Mapping[str, TensorSource], name: str, *,
                  num_layers: Optional[int] = None, seed: int = 0,
                  chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[torch.Tensor]:
-    """The merged tensor as consecutive row chunks (see chunk_rows)."""
-    shape = sources[recipe.template_model()].shape(name)
+    """The merged tensor `name` as consecutive row chunks (see chunk_rows)."""
+    g = next(g for g in plan_groups(recipe, sources, num_layers) if g.name == name)
+    shape = sources[g.refs[0]].shape(g.names[0])
     for rows in chunk_rows(recipe, shape, chunk_elements):
-        yield merge_rows(recipe, sources, name, num_layers, seed, rows)
+        yield merge_rows(recipe, sources, g, seed, rows)
 
 
-def merge_rows(recipe: Recipe, sources: Mapping[str, TensorSource], name: str,
-                num_layers: Optional[int], seed: int, rows: Optional[tuple[int, int]]) -> torch.Tensor:
-    shared, per_input = recipe.resolve(name, num_layers)
-    base_ref = recipe.base_model if recipe.spec.needs_base else None
-    refs = ([base_ref] if base_ref else []) + recipe.inputs()
-    tensors = [sources[r].get(name, rows) for r in refs]
+def merge_rows(recipe: Recipe, sources: Mapping[str, TensorSource], g: Group, seed: int,
+               rows: Optional[tuple[int, int]]) -> torch.Tensor:
+    name = g.name
+    tensors = [sources[r].get(n, rows) for r, n in zip(g.refs, g.names)]
     # Elementwise methods carry any NaN/Inf of an input into the output (NaN*0 and inf-inf are
     # NaN), so checking the output is enough there; sparsifying methods could mask one out.
     if not recipe.spec.elementwise:
-        _check_inputs(sources, refs, tensors, name)
+        _check_inputs(sources, g.refs, tensors, name)
     try:
-        out = merge_tensor(recipe.merge_method, tensors[0] if base_ref else None,
-                           tensors[1:] if base_ref else tensors, per_input, shared,
+        out = merge_tensor(recipe.merge_method, tensors[0] if g.has_base else None,
+                           tensors[1:] if g.has_base else tensors, list(g.per_input), g.shared,
                            tensor_generator(seed, name))
     except ValueError as e:
         raise MergeError(f"tensor {name!r}: {e}") from None
     if not all_finite(out):
-        _check_inputs(sources, refs, tensors, name)
+        _check_inputs(sources, g.refs, tensors, name)
         raise MergeError(f"tensor {name!r}: the merge produced NaN or Inf")
     return out
 

@@ -40,10 +40,29 @@ class InputModel(_Strict):
     parameters: Optional[dict[str, Setting]] = None
 
 
+class InputSlice(_Strict):
+    """Layers [start, end) of one model, as one source of an output slice."""
+    model: str
+    layer_range: tuple[int, int]
+    parameters: Optional[dict[str, Setting]] = None
+
+
+class OutputSlice(_Strict):
+    """Consecutive output layers, each merged from the same offset in every source."""
+    sources: list[InputSlice]
+    base_model: Optional[str] = None
+    parameters: Optional[dict[str, Setting]] = None
+
+    @property
+    def num_layers(self) -> int:
+        return self.sources[0].layer_range[1] - self.sources[0].layer_range[0]
+
+
 class Recipe(_Strict):
     merge_method: str
     base_model: Optional[str] = None
-    models: list[InputModel]
+    models: Optional[list[InputModel]] = None
+    slices: Optional[list[OutputSlice]] = None
     parameters: Optional[dict[str, Setting]] = None
     dtype: Optional[str] = None
     out_dtype: Optional[str] = None
@@ -63,18 +82,24 @@ class Recipe(_Strict):
         data = dict(data)
         if isinstance(data.get("parameters"), dict):
             data["parameters"] = _normalise_settings(spec, data["parameters"])
-        if isinstance(data.get("models"), list):
-            data["models"] = [
-                {**m, "parameters": _normalise_settings(spec, m["parameters"])}
-                if isinstance(m, dict) and isinstance(m.get("parameters"), dict) else m
-                for m in data["models"]]
-        return data
+        def with_params(items: Any) -> Any:
+            if not isinstance(items, list):
+                return items
+            return [{**m, "parameters": _normalise_settings(spec, m["parameters"])}
+                    if isinstance(m, dict) and isinstance(m.get("parameters"), dict) else m
+                    for m in items]
+        data["models"] = with_params(data.get("models"))
+        if isinstance(data.get("slices"), list):
+            data["slices"] = [{**sl, "sources": with_params(sl.get("sources"))}
+                              for sl in with_params(data["slices"])]
+        return {k: v for k, v in data.items() if v is not None or k not in ("models", "slices")}
 
     @field_validator("merge_method")
     @classmethod
     def _known_method(cls, v: str) -> str:
         if v not in METHODS:
-            raise ValueError(f"unknown merge method {v!r}; supported: {', '.join(sorted(METHODS))}")
+            raise ValueError(f"unknown merge method {safe_yaml.shorten(repr(v), 60)}; "
+                             f"supported: {', '.join(sorted(METHODS))}")
         return v
 
     @field_validator("dtype", "out_dtype")
@@ -94,32 +119,84 @@ class Recipe(_Strict):
     @model_validator(mode="after")
     def _check(self) -> "Recipe":
         spec = self.spec
+        if self.models is not None and self.slices is not None:
+            raise ValueError("a recipe has either models: or slices:, not both")
+        if self.slices is not None:
+            return self._check_slices()
         if not self.models:
-            raise ValueError("a recipe needs at least one entry under models:")
+            raise ValueError("a recipe needs at least one entry under models: (or slices:)")
         if spec.needs_base and not self.base_model:
             raise ValueError(f"method {spec.name!r} needs base_model")
-        if not spec.needs_base and self.base_model and self.base_model not in self.model_refs(False):
+        if not spec.needs_base and not spec.optional_base and self.base_model \
+                and self.base_model not in self.model_refs(False):
             raise ValueError(f"method {spec.name!r} does not use base_model unless it is also listed "
                              "under models: with a weight")
+        self._check_count(len(self.inputs()), self.base_input(), "")
+        self._check_models(self.models, "")
+        self._check_params(self.parameters, "parameters")
+        return self
+
+    def _check_slices(self) -> "Recipe":
+        spec = self.spec
+        if not self.slices:
+            raise ValueError("slices: is empty")
+        self._check_params(self.parameters, "parameters")
+        for i, sl in enumerate(self.slices):
+            where = f"slices[{i}]"
+            if not sl.sources:
+                raise ValueError(f"{where}: a slice needs at least one source")
+            for src in sl.sources:
+                start, end = src.layer_range
+                if start < 0 or end <= start:
+                    raise ValueError(f"{where}: model {src.model!r}: layer_range must be "
+                                     f"[start, end) with 0 <= start < end, got {[start, end]}")
+            if len({src.layer_range[1] - src.layer_range[0] for src in sl.sources}) != 1:
+                raise ValueError(f"{where}: every source of a slice must span the same number "
+                                 "of layers")
+            base = self.slice_base(i)
+            if spec.needs_base and not base:
+                raise ValueError(f"method {spec.name!r} needs base_model")
+            if base and (spec.needs_base or spec.optional_base) \
+                    and base not in [src.model for src in sl.sources]:
+                raise ValueError(f"{where}: base_model {base!r} must be one of the slice's sources")
+            self._check_count(len(self.slice_inputs(i)),
+                              base if spec.needs_base or spec.optional_base else None, f"{where}: ")
+            self._check_models(sl.sources, f"{where}: ")
+            self._check_params(sl.parameters, f"{where}.parameters")
+        return self
+
+    def _check_count(self, n: int, base: Optional[str], where: str) -> None:
+        spec = self.spec
+        if n < spec.min_inputs or (spec.max_inputs is not None and n > spec.max_inputs):
+            want = (f"exactly {spec.min_inputs}" if spec.min_inputs == spec.max_inputs
+                    else f"at least {spec.min_inputs}" if spec.max_inputs is None
+                    else f"{spec.min_inputs} to {spec.max_inputs}")
+            besides = " besides base_model" if base else ""
+            raise ValueError(f"{where}method {spec.name!r} takes {want} model(s){besides}; got {n}")
+
+    def _check_models(self, entries: list, where: str) -> None:
+        spec = self.spec
         seen = set()
-        for m in self.models:
+        for m in entries:
             if m.model in seen:
-                raise ValueError(f"model {m.model!r} is listed twice")
+                raise ValueError(f"{where}model {m.model!r} is listed twice")
             seen.add(m.model)
             for name, setting in (m.parameters or {}).items():
                 p = spec.param(name)
                 if p is None or p.scope == "shared":
-                    raise ValueError(f"model {m.model!r}: unknown parameter {name!r} for method "
-                                     f"{spec.name!r}; per-model parameters: "
-                                     f"{', '.join(q.name for q in spec.model_params)}")
-                _check_setting(p, setting, where=f"model {m.model!r}")
-        for name, setting in (self.parameters or {}).items():
+                    raise ValueError(f"{where}model {m.model!r}: unknown parameter {name!r} for "
+                                     f"method {spec.name!r}; per-model parameters: "
+                                     f"{', '.join(q.name for q in spec.model_params) or 'none'}")
+                _check_setting(p, setting, where=f"{where}model {m.model!r}")
+
+    def _check_params(self, params: Optional[dict], where: str) -> None:
+        spec = self.spec
+        for name, setting in (params or {}).items():
             p = spec.param(name)
             if p is None:
                 raise ValueError(f"unknown parameter {name!r} for method {spec.name!r}; "
-                                 f"known: {', '.join(q.name for q in spec.params)}")
-            _check_setting(p, setting, where="parameters")
-        return self
+                                 f"known: {', '.join(q.name for q in spec.params) or 'none'}")
+            _check_setting(p, setting, where=where)
 
     # --- construction --------------------------------------------------------------------
     @classmethod
@@ -128,9 +205,9 @@ class Recipe(_Strict):
         data = safe_yaml.load(text, source, RecipeError)
         if not isinstance(data, dict):
             raise RecipeError(f"{source} must be a YAML mapping with merge_method and models")
-        for key in ("slices", "modules"):
-            if key in data:
-                raise RecipeError(f"{source}: '{key}:' recipes are not supported; use 'models:'")
+        if "modules" in data:
+            raise RecipeError(f"{source}: 'modules:' recipes are not supported; use 'models:' "
+                              "or 'slices:'")
         return cls.parse(data, source)
 
     @classmethod
@@ -150,8 +227,9 @@ class Recipe(_Strict):
             for err in e.errors():
                 loc = ".".join(str(x) for x in err["loc"])
                 msg = err["msg"].removeprefix("Value error, ")
-                msgs.append(safe_yaml.shorten(f"{loc}: {msg}" if loc else msg, 200))
-            raise RecipeError(safe_yaml.shorten(f"{source}: " + "; ".join(msgs))) from None
+                # room for the list of methods; a user's value is cut to 60 where it is echoed
+                msgs.append(safe_yaml.shorten(f"{loc}: {msg}" if loc else msg, 400))
+            raise RecipeError(safe_yaml.shorten(f"{source}: " + "; ".join(msgs), 600)) from None
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
@@ -162,8 +240,13 @@ class Recipe(_Strict):
         for key in ("base_model", "tokenizer_source"):
             if data.get(key) in mapping:
                 data[key] = mapping[data[key]]
-        for m in data["models"]:
+        for m in data.get("models", []):
             m["model"] = mapping.get(m["model"], m["model"])
+        for sl in data.get("slices", []):
+            if sl.get("base_model") in mapping:
+                sl["base_model"] = mapping[sl["base_model"]]
+            for src in sl["sources"]:
+                src["model"] = mapping.get(src["model"], src["model"])
         return Recipe.parse(data)
 
     # --- identity ------------------------------------------------------------------------
@@ -181,14 +264,50 @@ class Recipe(_Strict):
 
     def model_refs(self, include_base: bool = True) -> list[str]:
         refs = [self.base_model] if include_base and self.base_model else []
-        return refs + [m.model for m in self.models if m.model not in refs]
+        listed = [m.model for m in self.models] if self.models is not None else \
+            [src.model for sl in self.slices for src in sl.sources]
+        return refs + [r for r in dict.fromkeys(listed) if r not in refs]
+
+    def base_input(self) -> Optional[str]:
+        """The base model as the method sees it: required by some methods, optional for some
+        (used when named), ignored by the rest (then an input like any other, if listed)."""
+        spec = self.spec
+        return self.base_model if spec.needs_base or spec.optional_base else None
 
     def inputs(self) -> list[str]:
         """The models whose tensors feed the method, in order (the base excluded where the
         method treats it separately)."""
-        if self.spec.needs_base:
-            return [m.model for m in self.models if m.model != self.base_model]
-        return [m.model for m in self.models]
+        base = self.base_input()
+        return [m.model for m in self.models if base is None or m.model != base]
+
+    # --- slices ----------------------------------------------------------------------------
+    def slice_base(self, i: int) -> Optional[str]:
+        """A slice's base: its own base_model, else the recipe's (MergeKit's precedence)."""
+        return self.slices[i].base_model or self.base_model
+
+    def slice_inputs(self, i: int) -> list[str]:
+        spec = self.spec
+        base = self.slice_base(i) if spec.needs_base or spec.optional_base else None
+        return [src.model for src in self.slices[i].sources if base is None or src.model != base]
+
+    def out_layers(self) -> Optional[int]:
+        """The output's layer count for a slices recipe (None: the inputs' own)."""
+        return sum(sl.num_layers for sl in self.slices) if self.slices is not None else None
+
+    def resolve_slice(self, i: int, out_name: str, in_names: dict[str, str],
+                      t: float) -> tuple[dict, list[dict]]:
+        """Parameters for one output tensor of slice i: source, then slice, then recipe-wide
+        settings; per-model filters match the tensor's name in that model."""
+        spec, sl = self.spec, self.slices[i]
+        shared = {p.name: _resolve(p, [sl.parameters, self.parameters], out_name, t, None)
+                  for p in spec.shared_params}
+        by_model = {src.model: src.parameters for src in sl.sources}
+        per_input = [
+            {p.name: _resolve(p, [by_model.get(ref), sl.parameters, self.parameters],
+                              in_names[ref], t, ref) for p in spec.model_params}
+            for ref in self.slice_inputs(i)
+        ]
+        return shared, per_input
 
     def template_model(self) -> str:
         """The model whose config and tokenizer a merged checkpoint copies."""
@@ -196,7 +315,7 @@ class Recipe(_Strict):
             return self.tokenizer_source
         if self.tokenizer_source == "base" and self.base_model:
             return self.base_model
-        return self.models[0].model
+        return self.models[0].model if self.models is not None else self.slices[0].sources[0].model
 
     def resolve(self, tensor_name: str, num_layers: Optional[int] = None) -> tuple[dict, list[dict]]:
         """Parameters for one tensor: (shared, [per-input dict for each of self.inputs()])."""
