@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("ptm_core.merge.cli", "merge models from a MergeKit YAML recipe into OUT_DIR"),
     "worker": ("ptm_core.orchestrate.worker", "run the evaluation worker (claims jobs from the store)"),
     "sweep": ("ptm_core.orchestrate.sweep", "evaluate a grid of recipes for an experiment"),
+    "search": ("ptm_core.search.cli", "suggest ω, measure, refit: the best merge without the full grid"),
     "cached": ("ptm_core.store.cached_cli", "import/export shipped results in cached_runs/*.jsonl"),
     "lab": ("ptm_core.lab.__main__", "the embedded lab: `lab build [--profile full|micro]`, `lab publish`, `lab experiment`, `lab report`, `lab probe`"),
     "smollm2": ("ptm_core.smollm2.cli", "the real-model world: `smollm2 build`, `smollm2 materialize`, `smollm2 status`"),
@@ -26,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 BENCHES: dict[str, tuple[str, str]] = {
     "merge": ("ptm_core.bench.merge_bench", "streaming merge vs mergekit-yaml vs copy floor"),
     "swap": ("ptm_core.bench.swap_bench", "warm in-engine weight swap vs cold export+restart"),
+    "search": ("ptm_core.search.bench", "search vs random vs grid: hypervolume per evaluation (lab replay)"),
     "app": ("ptm_core.app.bench", "app rerun (server) and chart update (browser) latency"),
 }
 

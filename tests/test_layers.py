@@ -31,9 +31,10 @@ ALLOWED: dict[str, set[str]] = {
     "lab": ROOT | {"merge", "engine", "evals", "store", "analysis"},  # a world
     "smollm2": ROOT | {"merge", "engine", "evals", "store", "analysis"},  # a world
     "orchestrate": ROOT | {"merge", "engine", "evals", "store"},  # worlds: by name, worlds.py
+    "search": ROOT | {"merge", "engine", "evals", "store", "analysis", "orchestrate"},
     "bench": ROOT | {"merge", "engine", "evals", "testing"},  # benchmarks build tiny models
     "testing": ROOT | {"merge", "engine", "evals", "store", "analysis", "orchestrate"},
-    "app": ROOT | {"merge", "engine", "store", "analysis", "orchestrate", "lab"},
+    "app": ROOT | {"merge", "engine", "store", "analysis", "orchestrate", "lab", "search"},
     "pages": ROOT | {"app", "analysis"},
 }
 

@@ -188,6 +188,7 @@ class Grid:
     skills: Sequence[str] | None = None  # None: all skills
     pairs: bool = False  # every pair of skills at their heuristic ω
     heuristic: bool = False  # each skill and all skills together at the heuristic ω
+    product: bool = False  # every combination of the ω values over the skills (11^k points)
     density: float = 0.5
     baselines: bool = True  # θ_pre, θ_G, each θ_D alone
     references: bool = True  # CFT / RT checkpoints
@@ -221,9 +222,14 @@ def grid_points(exp: Experiment, b: RecipeBuilder, grid: Grid) -> tuple[list[Poi
                     break
                 pts.append(p)
         if catalogue.method(method).one_skill:
-            if grid.pairs or (grid.heuristic and len(skills) > 1):
-                notes.append(f"{method} takes one skill at a time: pairs/all-skills skipped")
+            if grid.pairs or grid.product or (grid.heuristic and len(skills) > 1):
+                notes.append(f"{method} takes one skill at a time: pairs/product/all-skills "
+                             f"skipped")
             continue
+        if grid.product and len(skills) > 1:
+            for ws in itertools.product(grid.omegas, repeat=len(skills)):
+                pts.append(ptm_point(exp, b, dict(zip(skills, ws)), method=method,
+                                     density=grid.density))
         if grid.pairs:
             for a, c in itertools.combinations(skills, 2):
                 pts.append(ptm_point(exp, b, {a: heur[a], c: heur[c]}, method=method,

@@ -1,12 +1,12 @@
 """Sweeps: a grid of recipes over one experiment, evaluated through one warm engine.
 
     python -m ptm_core sweep EXPERIMENT.yml [--omegas 0:1:0.1] [--methods task_arithmetic,linear]
-        [--skills science,coding] [--pairs] [--heuristic] [--suites general,science]
+        [--skills science,coding] [--pairs] [--product] [--heuristic] [--suites general,science]
         [--inline | --enqueue] [--dry-run] [--export [DIR]]
 
 The grid: every method at every ω for each skill (plus the heuristic ω |D|/|G| with
---heuristic), each pair of skills at their heuristic ω (--pairs), all skills together at the
-heuristic ω (--heuristic), and always the baselines (θ_pre, θ_G, each θ_D alone) and the
+--heuristic), each pair of skills at their heuristic ω (--pairs), every combination of the ω values over the skills (--product: the full
+grid, 11^k points at step 0.1), all skills together at the heuristic ω (--heuristic), and always the baselines (θ_pre, θ_G, each θ_D alone) and the
 experiment's CFT/RT reference checkpoints. Points already in the store are skipped.
 """
 
@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"comma list of {', '.join(catalogue.methods())} (default task_arithmetic)")
     ap.add_argument("--skills", default=None, help="comma list of skills (default: all)")
     ap.add_argument("--pairs", action="store_true", help="every pair of skills at the heuristic ω")
+    ap.add_argument("--product", action="store_true",
+                    help="every combination of --omegas over the skills (the full k-skill grid)")
     ap.add_argument("--heuristic", action="store_true",
                     help="each skill and all skills together at the heuristic ω = |D|/|G|")
     ap.add_argument("--suites", default=None,
@@ -112,7 +114,7 @@ def main(argv: Sequence[str] | None = None, *, engine_factory: EngineFactory | N
     suite_resolver = suite_resolver or default_suite_resolver
     fingerprinter = fingerprinter or default_fingerprinter()
     grid = Grid(omegas=parse_omegas(args.omegas), methods=_csv(args.methods) or ["task_arithmetic"],
-                skills=_csv(args.skills), pairs=args.pairs, heuristic=args.heuristic,
+                skills=_csv(args.skills), pairs=args.pairs, product=args.product, heuristic=args.heuristic,
                 density=args.density, baselines=not args.no_baselines,
                 references=not args.no_references)
     points, notes = grid_points(exp, builder, grid)
