@@ -48,6 +48,13 @@ class PGServer:
                        text=True, cwd=self.dir)
 
     def start(self) -> "PGServer":
+        try:
+            return self._start()
+        except BaseException:  # leave no half-made server directory behind
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+
+    def _start(self) -> "PGServer":
         if self._as:
             shutil.chown(self.dir, "postgres", "postgres")
         shutil.copytree(self._template(), self.data, symlinks=True)
