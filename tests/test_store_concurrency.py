@@ -1,5 +1,6 @@
-"""Several processes on one store file: no duplicate runs, no lost results, no corruption, and a
-killed worker's job comes back."""
+"""Several processes on one store (a SQLite file, a PostgreSQL database): no duplicate runs, no
+lost results, no corruption, and a killed worker's job comes back; on PostgreSQL, a server
+restart mid-sweep loses nothing and runs nothing twice."""
 
 import multiprocessing as mp
 import os
@@ -53,9 +54,9 @@ def _writer_proc(path, specs, tag):
         store.worker_seen(f"writer-{tag}", "busy", i)
 
 
-def test_two_workers_and_enqueuers_at_once_run_each_job_once(tmp_path):
+def test_two_workers_and_enqueuers_at_once_run_each_job_once(tmp_path, store_at):
     exp, _, resolver = fake_lab(tmp_path)
-    path = tmp_path / "store.sqlite"
+    path = store_at()
     store = Store(path)
     store.register_experiment(exp)
     specs = ptm_specs(exp, [i / 10 for i in range(11)], resolver=resolver)  # 11 points x 4 = 44
@@ -85,9 +86,9 @@ def test_two_workers_and_enqueuers_at_once_run_each_job_once(tmp_path):
     assert store.check() == "ok"
 
 
-def test_concurrent_writers_lose_nothing(tmp_path):
+def test_concurrent_writers_lose_nothing(tmp_path, store_at):
     exp, _, resolver = fake_lab(tmp_path)
-    path = tmp_path / "store.sqlite"
+    path = store_at()
     store = Store(path)
     specs = ptm_specs(exp, [i / 100 for i in range(50)], resolver=resolver)  # 200 specs
     procs = [ctx.Process(target=_writer_proc, args=(path, specs, t)) for t in ("a", "b")]
@@ -107,9 +108,9 @@ def _doomed_worker(path):
                lease_s=0.6, worker_id="doomed")
 
 
-def test_job_of_a_killed_worker_returns_to_the_queue(tmp_path):
+def test_job_of_a_killed_worker_returns_to_the_queue(tmp_path, store_at):
     exp, _, resolver = fake_lab(tmp_path)
-    path = tmp_path / "store.sqlite"
+    path = store_at()
     store = Store(path)
     store.register_experiment(exp)
     spec, = ptm_specs(exp, [0.5], axes=["science"], resolver=resolver)
@@ -147,9 +148,9 @@ def _cli_worker(path):
                           fingerprinter=fake_fingerprinter))
 
 
-def test_sigterm_gives_the_running_job_back_at_once(tmp_path):
+def test_sigterm_gives_the_running_job_back_at_once(tmp_path, store_at):
     exp, _, resolver = fake_lab(tmp_path)
-    path = tmp_path / "store.sqlite"
+    path = store_at()
     store = Store(path)
     store.register_experiment(exp)
     spec, = ptm_specs(exp, [0.5], axes=["science"], resolver=resolver)
@@ -167,3 +168,42 @@ def test_sigterm_gives_the_running_job_back_at_once(tmp_path):
     assert row.status == "queued" and row.worker is None and row.attempts == 0
     assert store.job_events(job_id)[-1].message == "worker interrupted; back in the queue"
     assert store.workers()[0].state == "stopped"
+
+
+def _sweep_worker(url, name, out_path):
+    store = Store(url, reconnect_s=300)  # a loaded machine may take long to restart the server
+    stats = run_worker(store, lambda e: FakeEngine(generate_delay_s=0.03), fake_suite_resolver(),
+                       once=True, builder=FakeBuilder(), fingerprinter=fake_fingerprinter,
+                       lease_s=60, worker_id=name)
+    with open(out_path, "w") as f:
+        f.write("\n".join(str(i) for i in stats.job_ids))
+    raise SystemExit(0 if stats.failed == 0 else 3)
+
+
+@pytest.mark.slow
+def test_a_database_restart_mid_sweep_loses_nothing_and_runs_nothing_twice(tmp_path, pg_server):
+    exp, _, resolver = fake_lab(tmp_path)
+    url = pg_server.create_database()
+    store = Store(url, reconnect_s=300)
+    store.register_experiment(exp)
+    specs = ptm_specs(exp, [i / 10 for i in range(11)], resolver=resolver)  # 44 jobs
+    store.enqueue_many(specs)
+    outs = [tmp_path / f"w{i}.txt" for i in range(2)]
+    procs = [ctx.Process(target=_sweep_worker, args=(url, f"w{i}", outs[i])) for i in range(2)]
+    for p in procs:
+        p.start()
+    deadline = time.time() + 300
+    while store.queue_counts(exp.name)["done"] < 4:
+        assert time.time() < deadline and all(p.is_alive() for p in procs), "the sweep never started"
+        time.sleep(0.05)
+    assert store.queue_counts(exp.name)["done"] < len(specs)  # the restart is mid-sweep
+    pg_server.restart()  # every session is ended; the workers reconnect and go on
+    for p in procs:
+        p.join(600)
+        assert p.exitcode == 0
+    counts = store.queue_counts(exp.name)  # this process reconnects too
+    assert counts["done"] == len(specs) and counts["queued"] == counts["running"] == counts["failed"] == 0
+    done_ids = [int(x) for o in outs for x in o.read_text().split()]
+    assert len(done_ids) == len(set(done_ids)) == len(specs)  # each job ran once
+    assert {r.key for r in store.results(exp.name)} == {s.key for s in specs}
+    assert store.check() == "ok"

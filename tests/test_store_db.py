@@ -1,4 +1,5 @@
-"""The SQLite store and job queue in one process: dedupe, leases, failures, history, atomicity."""
+"""The store and job queue in one process, on each backend (SQLite, PostgreSQL): dedupe, leases,
+failures, history, atomicity; and what is particular to each backend."""
 
 import sqlite3
 
@@ -17,13 +18,22 @@ class Clock:
         return self.t
 
 
-@pytest.fixture
-def lab(tmp_path):
+def _lab(tmp_path, location):
     exp, builder, resolver = fake_lab(tmp_path)
     clock = Clock()
-    store = Store(tmp_path / "store.sqlite", clock=clock)
+    store = Store(location, clock=clock)
     store.register_experiment(exp)
     return store, exp, clock
+
+
+@pytest.fixture
+def lab(tmp_path, store_at):
+    return _lab(tmp_path, store_at())
+
+
+@pytest.fixture
+def sqlite_lab(tmp_path):
+    return _lab(tmp_path, tmp_path / "store.sqlite")
 
 
 def rec(spec, value=50.0, **kw):
@@ -31,8 +41,8 @@ def rec(spec, value=50.0, **kw):
                       engine="fake", versions={"ptm_core": "test"}, **kw)
 
 
-def test_wal_and_schema(lab):
-    store, _, _ = lab
+def test_wal_and_schema(sqlite_lab):
+    store, _, _ = sqlite_lab
     con = sqlite3.connect(store.path)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert con.execute("PRAGMA user_version").fetchone()[0] == 2
@@ -172,9 +182,9 @@ def test_invalid_metrics_are_refused_before_anything_is_written(lab):
     assert store.results() == [] and store.job(job.id).status == "running"
 
 
-def test_full_disk_leaves_the_store_consistent(lab, monkeypatch):
+def test_full_disk_leaves_the_store_consistent(sqlite_lab, monkeypatch):
     """A real SQLITE_FULL: cap the file at its current size, then write a large result."""
-    store, exp, _ = lab
+    store, exp, _ = sqlite_lab
     spec, = ptm_specs(exp, [0.3], axes=["general"])
     store.enqueue(spec)
     job = store.claim("w")
@@ -218,3 +228,86 @@ def test_workers_registry(lab):
     assert [w.id for w in store.workers(seen_within_s=30)] == ["w2"]
     store.worker_seen("w2", "stopped")
     assert store.workers(seen_within_s=30) == []
+
+
+def test_a_replaced_result_changes_the_results_version(lab):
+    store, exp, _ = lab
+    spec, = ptm_specs(exp, [0.3], axes=["general"])
+    store.put_result(rec(spec, 10.0))
+    before = store.results_version(exp.name)
+    assert not store.put_result(rec(spec, 20.0))  # first write wins
+    assert store.results_version(exp.name) == before
+    assert store.put_result(rec(spec, 30.0, created_at=before.split(":", 2)[2]), replace=True)
+    assert store.results_version(exp.name) != before  # same count and time: the version still moves
+    assert store.get_result(spec.key, exp.name).metrics == {"score": 30.0}
+
+
+def test_threads_racing_to_claim_and_enqueue_take_each_job_once(lab):
+    """Many threads (each its own connection) enqueue the same specs and claim at once: one
+    job per key, each claimed by one thread (PostgreSQL: ON CONFLICT and SKIP LOCKED; SQLite:
+    one writer at a time)."""
+    import threading
+
+    store, exp, _ = lab
+    specs = ptm_specs(exp, [i / 10 for i in range(6)], axes=["general"])
+    start = threading.Barrier(6)
+    claimed, outcomes, errors = [], [], []
+
+    def go(i):
+        try:
+            start.wait()
+            outcomes.extend(store.enqueue_many(specs))
+            while (job := store.claim(f"t{i}")) is not None:
+                claimed.append(job.id)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sum(o.status == "queued" for o in outcomes) == len(specs)
+    assert {o.job_id for o in outcomes} == set(claimed)
+    assert sorted(claimed) == sorted(set(claimed)) and len(claimed) == len(specs)
+    assert store.queue_counts(exp.name)["running"] == len(specs)
+
+
+def test_newer_postgres_schema_is_refused(pg_server):
+    url = pg_server.create_database()
+    Store(url).close()
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute("UPDATE store_meta SET value='99' WHERE name='schema_version'")
+    with pytest.raises(StoreError, match="schema version 99"):
+        Store(url)
+
+
+def test_a_missing_postgres_database_is_a_clear_error(pg_server):
+    with pytest.raises(StoreError, match="does not exist.*createdb"):
+        Store(pg_server.url("no_such_db"))
+
+
+@pytest.mark.parametrize("bad", ["mysql://x/db", "postgres:/x", "sqlite://x", "PostgreSQL:x"])
+def test_a_location_that_is_neither_a_path_nor_a_supported_url_is_refused(bad, tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match=r"neither a file path nor a supported URL.*postgresql://"):
+        Store(bad)
+    monkeypatch.setenv("PTM_STORE", bad)
+    with pytest.raises(StoreError, match="postgres://"):
+        Store.open_default(cached_dir=None)
+    assert list(tmp_path.iterdir()) == []  # no stray SQLite file named after it
+
+
+def test_ptm_store_names_a_postgres_url_or_a_path(monkeypatch, tmp_path):
+    from ptm_core.store.db import default_store_path
+    from ptm_core.store.location import redact
+
+    monkeypatch.setenv("PTM_STORE", "postgresql://u:secret@db.example:5433/ptm")
+    assert default_store_path() == "postgresql://u:secret@db.example:5433/ptm"
+    assert redact(default_store_path()) == "postgresql://u:***@db.example:5433/ptm"
+    monkeypatch.setenv("PTM_STORE", str(tmp_path / "a:b.sqlite"))  # colons later in a path are fine
+    assert default_store_path() == tmp_path / "a:b.sqlite"

@@ -13,9 +13,9 @@ from ptm_core.orchestrate.worker import run_worker
 
 
 @pytest.fixture
-def lab(tmp_path):
+def lab(tmp_path, store_at):  # each test on each backend
     exp, builder, resolver = fake_lab(tmp_path)
-    store = Store(tmp_path / "store.sqlite")
+    store = Store(store_at())
     store.register_experiment(exp)
     return store, exp, resolver
 
@@ -136,7 +136,7 @@ def test_job_whose_recipe_does_not_fit_the_experiment(lab, tmp_path):
 def test_full_disk_while_writing_a_result_fails_the_job_readably(lab, monkeypatch):
     store, exp, resolver = lab
     store.enqueue_many(ptm_specs(exp, [0.1, 0.2], axes=["general"], resolver=resolver))
-    real = Store.complete
+    real = type(store).complete
     calls = []
 
     def full_once(self, job, record, details=None):
@@ -146,7 +146,7 @@ def test_full_disk_while_writing_a_result_fails_the_job_readably(lab, monkeypatc
             raise StoreError(f"store {self.path}: could not write the result: database or disk is full")
         return real(self, job, record, details)
 
-    monkeypatch.setattr(Store, "complete", full_once)
+    monkeypatch.setattr(type(store), "complete", full_once)
     stats, _ = work(store, resolver)
     assert (stats.done, stats.failed) == (1, 1)
     failed = store.jobs(statuses=["failed"])[0]

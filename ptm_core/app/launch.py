@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=int(os.environ.get("PTM_APP_PORT", "8501")))
     ap.add_argument("--experiment", help="what the app opens first: lab (default), paper, or a "
                     "path (experiment YAML or results CSV)")
-    ap.add_argument("--store", help="results store (SQLite) shared by app and worker "
-                    "(default: $PTM_STORE or .ptm/store.sqlite)")
+    ap.add_argument("--store", help="results store shared by app and worker: a SQLite file or "
+                    "a postgresql:// URL (default: $PTM_STORE or .ptm/store.sqlite)")
     ap.add_argument("--export-dir", help="where exports go (default: $PTM_EXPORT_DIR or exports/)")
     ap.add_argument("--no-worker", action="store_true", help="start the app only")
     args = ap.parse_args(argv)
@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.experiment:
         env["PTM_APP_EXPERIMENT"] = args.experiment
     if args.store:
-        env["PTM_STORE"] = str(Path(args.store).expanduser().resolve())
+        from ptm_core.store.location import for_environment
+        env["PTM_STORE"] = for_environment(args.store)  # a URL stays a URL
     if args.export_dir:
         env["PTM_EXPORT_DIR"] = str(Path(args.export_dir).expanduser().resolve())
     cmds = {"app": streamlit_cmd(args.port)}

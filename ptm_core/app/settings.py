@@ -35,7 +35,7 @@ class Settings:
     roots: tuple[Path, ...]
     export_dir: Path
     lab: Path | None  # the lab's experiment file
-    store_path: Path | None  # None: the store's own default ($PTM_STORE or .ptm/store.sqlite)
+    store_path: Path | str | None  # a file or a postgresql:// URL; None: the store's default
     default_experiment: str
     zip_limit_bytes: int
     worker_stale_s: float
@@ -53,11 +53,24 @@ def settings() -> Settings:
         roots=tuple(dict.fromkeys([root, *extra])),
         export_dir=Path(env.get("PTM_EXPORT_DIR", REPO / "exports")).expanduser().resolve(),
         lab=lab_path,
-        store_path=Path(env["PTM_STORE"]).expanduser() if env.get("PTM_STORE") else None,
+        store_path=_store_location(env.get("PTM_STORE")),
         default_experiment=env.get("PTM_APP_EXPERIMENT", "lab"),
         zip_limit_bytes=int(float(env.get("PTM_ZIP_LIMIT_MB", "200")) * 1024 * 1024),
         worker_stale_s=float(env.get("PTM_WORKER_STALE_S", "30")),
     )
+
+
+def _store_location(value: str | None) -> Path | str | None:
+    """$PTM_STORE as the store reads it (a Path, or a URL kept whole: Path() would fold its
+    '//'); a malformed one is left for the store to refuse when the app opens it."""
+    if not value:
+        return None
+    from ptm_core.store.location import parse_location
+    from ptm_core.store.backend import StoreError
+    try:
+        return parse_location(value)
+    except StoreError:
+        return value
 
 
 def confine(path: str | os.PathLike, root: str | os.PathLike) -> Path:

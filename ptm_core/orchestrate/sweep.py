@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "DIR/<experiment>.jsonl, the experiment's engine only "
                                         "(default DIR: cached_runs/)")
     ap.add_argument("--store", default=None,
-                    help=f"SQLite store (default: $PTM_STORE or {default_store_path()})")
+                    help=f"SQLite file or postgresql:// URL (default: $PTM_STORE or "
+                         f"{default_store_path()})")
     return ap
 
 

@@ -187,8 +187,8 @@ def main(argv: Sequence[str] | None = None, *, engine_factory: EngineFactory | N
     ap = argparse.ArgumentParser(prog="python -m ptm_core worker",
                                  description="Claim evaluation jobs from the store and run them "
                                              "on a warm engine.")
-    ap.add_argument("--store", default=None, help=f"SQLite store (default: $PTM_STORE or "
-                                                  f"{default_store_path()})")
+    ap.add_argument("--store", default=None, help=f"SQLite file or postgresql:// URL "
+                                                  f"(default: $PTM_STORE or {default_store_path()})")
     ap.add_argument("--once", action="store_true", help="exit when the queue is empty")
     ap.add_argument("--poll", type=float, default=1.0, help="seconds between polls when idle")
     ap.add_argument("--lease", type=float, default=60.0,

@@ -21,7 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="export only results from this engine key (e.g. vllm:dtype=float32)")
     im = sub.add_parser("import", help="load cached_runs/ into the store (idempotent)")
     for p in (ex, im):
-        p.add_argument("--store", default=None)
+        p.add_argument("--store", default=None, help="SQLite file or postgresql:// URL")
         p.add_argument("--dir", default=None)
     args = ap.parse_args(argv)
     store = Store(args.store or default_store_path())

@@ -1,23 +1,27 @@
 """The job queue and the workers' heartbeats: enqueue, claim (leases), progress, complete,
-fail, release, cancel, and the workers table."""
+fail, release, cancel, and the workers table. Shared SQL over any backend (backend.py).
+
+Every state change names the state it expects (`WHERE ... AND status='running' AND worker=?`),
+so an operation that is run again (`retried`, after the server went away) or that races with
+another on a backend without a global write lock (PostgreSQL) changes nothing twice."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
-import sqlite3
 from typing import Any, Sequence
 
+from ptm_core.store.backend import retried
 from ptm_core.store.jobs import record_for
 from ptm_core.store.records import EnqueueOutcome, Job, JobEvent, JobRow, JobSpec, ResultRecord, WorkerRow
 from ptm_core.store.results_table import _record
 
 
 class JobQueue:
-    """Jobs and workers (a mixin of `Store`, over `SQLiteFile`'s transactions)."""
+    """Jobs and workers (a mixin of `Store`, over a backend's transactions)."""
 
-    def _copy_for(self, con: sqlite3.Connection, spec: JobSpec) -> bool:
+    def _copy_for(self, con: Any, spec: JobSpec) -> bool:
         """If the measurement exists under another experiment, record it for this one too."""
         row = con.execute("SELECT * FROM results WHERE key=? ORDER BY created_at LIMIT 1",
                           (spec.key,)).fetchone()
@@ -32,6 +36,7 @@ class JobQueue:
             self._insert_result(con, rec, None)
         return True
 
+    @retried
     def adopt(self, specs: Sequence[JobSpec]) -> set[str]:
         """Keys of `specs` whose result is stored for their experiment, copying measurements
         made for another experiment (same key: same measurement). One transaction."""
@@ -39,9 +44,11 @@ class JobQueue:
             return {s.key for s in specs if self._copy_for(con, s)}
 
     # ---- jobs ----------------------------------------------------------------------------
+    @retried
     def enqueue(self, spec: JobSpec, *, priority: int = 0) -> EnqueueOutcome:
         return self.enqueue_many([spec], priority=priority)[0]
 
+    @retried
     def enqueue_many(self, specs: Sequence[JobSpec], *, priority: int = 0) -> list[EnqueueOutcome]:
         """Queue jobs, at most one active job per (result key, experiment); no job at all when
         the result is already stored. One transaction for the whole batch."""
@@ -61,17 +68,29 @@ class JobQueue:
                                     (priority, now, row["id"]))
                     out.append(EnqueueOutcome(spec.key, "existing", row["id"]))
                     continue
-                cur = con.execute(
+                # DO NOTHING: where writers do not serialize (PostgreSQL), an enqueuer that
+                # lost the race for this key finds the winner's job on the next pass
+                row = con.execute(
                     "INSERT INTO jobs(key, experiment, suite_ref, recipe_key, label, kind, spec, status, "
                     "priority, progress_msg, created_at, updated_at) "
-                    "VALUES (?,?,?,?,?,?,?,'queued',?,?,?,?)",
+                    "VALUES (?,?,?,?,?,?,?,'queued',?,?,?,?) "
+                    "ON CONFLICT (key, experiment) WHERE status IN ('queued','running') DO NOTHING "
+                    "RETURNING id",
                     (spec.key, spec.experiment, spec.suite_ref, spec.point.recipe_key,
-                     spec.point.label, spec.point.kind, spec.to_json(), priority, "queued", now, now))
-                job_id = cur.lastrowid
+                     spec.point.label, spec.point.kind, spec.to_json(), priority, "queued", now,
+                     now)).fetchone()
+                if row is None:
+                    row = con.execute(
+                        "SELECT id FROM jobs WHERE key=? AND experiment=? "
+                        "AND status IN ('queued','running')", (spec.key, spec.experiment)).fetchone()
+                    out.append(EnqueueOutcome(spec.key, "existing", row["id"] if row else None))
+                    continue
+                job_id = row["id"]
                 _event(con, job_id, now, "queued", None, None)
                 out.append(EnqueueOutcome(spec.key, "queued", job_id))
         return out
 
+    @retried
     def claim(self, worker_id: str, *, lease_s: float = 60.0, max_attempts: int = 3,
               prefer_recipe: str | None = None) -> Job | None:
         """Take the next queued job (highest priority, oldest first; a job with the recipe the
@@ -83,14 +102,16 @@ class JobQueue:
                 row = None
                 if prefer_recipe:
                     row = con.execute("SELECT * FROM jobs WHERE status='queued' AND recipe_key=? "
-                                      "ORDER BY priority DESC, id LIMIT 1", (prefer_recipe,)).fetchone()
+                                      f"ORDER BY priority DESC, id LIMIT 1{self.sql.skip_locked}",
+                                      (prefer_recipe,)).fetchone()
                     if row is not None:
                         top = con.execute("SELECT MAX(priority) FROM jobs WHERE status='queued'").fetchone()[0]
                         if top is not None and top > row["priority"]:
                             row = None
                 if row is None:
                     row = con.execute("SELECT * FROM jobs WHERE status='queued' "
-                                      "ORDER BY priority DESC, id LIMIT 1").fetchone()
+                                      f"ORDER BY priority DESC, id LIMIT 1{self.sql.skip_locked}"
+                                      ).fetchone()
                 if row is None:
                     return None
                 spec = JobSpec.from_json(row["spec"])
@@ -111,9 +132,9 @@ class JobQueue:
                 return Job(id=row["id"], spec=spec, worker=worker_id,
                            attempts=row["attempts"] + 1, lease_expires=lease)
 
-    def _expire(self, con: sqlite3.Connection, now: float, max_attempts: int) -> int:
+    def _expire(self, con: Any, now: float, max_attempts: int) -> int:
         rows = con.execute("SELECT id, worker, attempts FROM jobs WHERE status='running' "
-                           "AND lease_expires < ?", (now,)).fetchall()
+                           f"AND lease_expires < ?{self.sql.skip_locked}", (now,)).fetchall()
         for r in rows:
             if r["attempts"] >= max_attempts:
                 msg = (f"worker {r['worker']} stopped heartbeating (lease expired) on attempt "
@@ -129,11 +150,13 @@ class JobQueue:
                 _event(con, r["id"], now, "queued", r["worker"], msg)
         return len(rows)
 
+    @retried
     def requeue_expired(self, *, max_attempts: int = 3) -> int:
         """Requeue (or fail, after `max_attempts`) running jobs whose worker stopped heartbeating."""
         with self._write("requeue expired jobs") as con:
             return self._expire(con, self.clock(), max_attempts)
 
+    @retried
     def heartbeat(self, job_id: int, worker_id: str, *, lease_s: float = 60.0) -> bool:
         """Extend the lease. False when the job is no longer this worker's (lease lost)."""
         now = self.clock()
@@ -144,6 +167,7 @@ class JobQueue:
             con.execute("UPDATE workers SET last_seen=? WHERE id=?", (now, worker_id))
             return cur.rowcount == 1
 
+    @retried
     def progress(self, job_id: int, worker_id: str, done: int | None, total: int | None,
                  message: str | None = None, *, lease_s: float | None = None) -> bool:
         now = self.clock()
@@ -160,6 +184,7 @@ class JobQueue:
                     (done, total, message, now, job_id, worker_id))
             return cur.rowcount == 1
 
+    @retried
     def complete(self, job: Job, record: ResultRecord, details: Sequence[dict] | None = None) -> bool:
         """Store the result and mark the job done, in one transaction. The result is kept even
         when the job was meanwhile taken over by another worker (it is the same measurement);
@@ -177,6 +202,7 @@ class JobQueue:
                    None if owned else "result written after the lease was lost")
             return owned
 
+    @retried
     def fail(self, job: Job, error: str) -> bool:
         now = self.clock()
         with self._write("record a job failure") as con:
@@ -188,18 +214,20 @@ class JobQueue:
                 _event(con, job.id, now, "failed", job.worker, error[:2000])
             return cur.rowcount == 1
 
+    @retried
     def release(self, job: Job, reason: str = "worker stopped") -> bool:
         """Give a running job back to the queue at once (worker interrupted)."""
         now = self.clock()
         with self._write("release a job") as con:
             cur = con.execute(
                 "UPDATE jobs SET status='queued', worker=NULL, lease_expires=NULL, updated_at=?, "
-                "attempts=MAX(attempts-1, 0), progress_msg=? WHERE id=? AND worker=? AND status='running'",
+                "attempts=CASE WHEN attempts > 0 THEN attempts-1 ELSE 0 END, progress_msg=? WHERE id=? AND worker=? AND status='running'",
                 (now, reason, job.id, job.worker))
             if cur.rowcount:
                 _event(con, job.id, now, "queued", job.worker, reason)
             return cur.rowcount == 1
 
+    @retried
     def cancel(self, *, job_ids: Sequence[int] | None = None, experiment: str | None = None) -> int:
         """Cancel queued jobs (running ones finish)."""
         now = self.clock()
@@ -212,12 +240,16 @@ class JobQueue:
             ids = [r[0] for r in con.execute(q, args)]
             if job_ids is not None:
                 ids = [i for i in ids if i in set(job_ids)]
-            for i in ids:
-                con.execute("UPDATE jobs SET status='cancelled', finished_at=?, updated_at=? WHERE id=?",
-                            (now, now, i))
-                _event(con, i, now, "cancelled", None, None)
-            return len(ids)
+            n = 0
+            for i in ids:  # still queued: a claim may have taken it since the SELECT
+                cur = con.execute("UPDATE jobs SET status='cancelled', finished_at=?, updated_at=? "
+                                  "WHERE id=? AND status='queued'", (now, now, i))
+                if cur.rowcount:
+                    _event(con, i, now, "cancelled", None, None)
+                    n += 1
+            return n
 
+    @retried
     def retry_failed(self, *, experiment: str | None = None) -> int:
         """Queue failed jobs again (a new job each; the failed ones stay in the history)."""
         with self._use() as con:
@@ -227,16 +259,19 @@ class JobQueue:
         outs = self.enqueue_many([JobSpec.from_json(r["spec"]) for r in rows])
         return sum(o.status == "queued" for o in outs)
 
+    @retried
     def job(self, job_id: int) -> JobRow | None:
         with self._use() as con:
             row = con.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
         return _job_row(row, self.clock()) if row else None
 
+    @retried
     def job_spec(self, job_id: int) -> JobSpec | None:
         with self._use() as con:
             row = con.execute("SELECT spec FROM jobs WHERE id=?", (job_id,)).fetchone()
         return JobSpec.from_json(row[0]) if row else None
 
+    @retried
     def jobs(self, *, experiment: str | None = None, statuses: Sequence[str] | None = None,
              keys: Sequence[str] | None = None, limit: int = 500) -> list[JobRow]:
         """Newest first."""
@@ -249,7 +284,7 @@ class JobQueue:
             args += list(statuses)
         if keys is not None:
             keys = list(keys)[:900]
-            q += f" AND key IN ({','.join('?' * len(keys))})" if keys else " AND 0"
+            q += f" AND key IN ({','.join('?' * len(keys))})" if keys else " AND 1=0"
             args += keys
         q += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
@@ -257,11 +292,13 @@ class JobQueue:
         with self._use() as con:
             return [_job_row(r, now) for r in con.execute(q, args)]
 
+    @retried
     def job_events(self, job_id: int) -> list[JobEvent]:
         with self._use() as con:
             rows = con.execute("SELECT * FROM job_events WHERE job_id=? ORDER BY id", (job_id,)).fetchall()
         return [JobEvent(r["job_id"], r["at"], r["status"], r["worker"], r["message"]) for r in rows]
 
+    @retried
     def queue_counts(self, experiment: str | None = None) -> dict[str, int]:
         q = "SELECT status, COUNT(*) FROM jobs"
         args: tuple = ()
@@ -273,6 +310,7 @@ class JobQueue:
         return {s: counts.get(s, 0) for s in ("queued", "running", "done", "failed", "cancelled")}
 
     # ---- workers -------------------------------------------------------------------------
+    @retried
     def worker_seen(self, worker_id: str, state: str, job_id: int | None = None,
                     extra: dict | None = None) -> None:
         now = self.clock()
@@ -284,6 +322,7 @@ class JobQueue:
                 (worker_id, socket.gethostname(), os.getpid(), now, now, state, job_id,
                  json.dumps(extra or {})))
 
+    @retried
     def workers(self, *, seen_within_s: float | None = None) -> list[WorkerRow]:
         now = self.clock()
         with self._use() as con:
@@ -295,13 +334,13 @@ class JobQueue:
         return out
 
 
-def _event(con: sqlite3.Connection, job_id: int, at: float, status: str, worker: str | None,
+def _event(con: Any, job_id: int, at: float, status: str, worker: str | None,
            message: str | None) -> None:
     con.execute("INSERT INTO job_events(job_id, at, status, worker, message) VALUES (?,?,?,?,?)",
                 (job_id, at, status, worker, message))
 
 
-def _job_row(r: sqlite3.Row, now: float) -> JobRow:
+def _job_row(r: Any, now: float) -> JobRow:
     return JobRow(
         id=r["id"], key=r["key"], experiment=r["experiment"], label=r["label"], kind=r["kind"],
         suite_ref=r["suite_ref"], status=r["status"], priority=r["priority"], worker=r["worker"],

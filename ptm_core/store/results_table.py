@@ -1,12 +1,13 @@
 """The results tables: experiments, results and their per-item details, and the record of
-which cached_runs files were imported (one transaction each)."""
+which cached_runs files were imported (one transaction each). Shared SQL over any backend
+(backend.py); the statements whose dialects differ come from `self.sql`."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any, Iterable, Sequence
 
+from ptm_core.store.backend import retried
 from ptm_core.store.records import ResultRecord, utc_now_iso
 
 _RESULT_COLUMNS = (
@@ -21,9 +22,10 @@ _JSON_COLUMNS = ("suite_options", "axes", "metrics", "counts", "versions", "samp
 
 
 class ResultsTable:
-    """Experiments and results (a mixin of `Store`, over `SQLiteFile`'s transactions)."""
+    """Experiments and results (a mixin of `Store`, over a backend's transactions)."""
 
     # ---- experiments ---------------------------------------------------------------------
+    @retried
     def register_experiment(self, experiment: Any) -> None:
         """Remember an experiment (with absolute paths) so workers can rebuild it from the store."""
         spec = experiment.model_dump_json()
@@ -34,6 +36,7 @@ class ResultsTable:
                 "source=excluded.source, updated_at=excluded.updated_at",
                 (experiment.name, spec, experiment.content_hash(), experiment.source, self.clock()))
 
+    @retried
     def get_experiment(self, name: str):
         from ptm_core.store.experiment import Experiment, ExperimentError
         with self._use() as con:
@@ -42,6 +45,7 @@ class ResultsTable:
             raise ExperimentError(f"experiment {name!r} is not registered in store {self.path}")
         return Experiment.model_validate_json(row["spec"])
 
+    @retried
     def experiment_names(self) -> list[str]:
         with self._use() as con:
             names = {r[0] for r in con.execute("SELECT name FROM experiments")}
@@ -49,6 +53,7 @@ class ResultsTable:
         return sorted(names)
 
     # ---- results -------------------------------------------------------------------------
+    @retried
     def has_result(self, key: str, experiment: str | None = None) -> bool:
         with self._use() as con:
             if experiment is None:
@@ -58,6 +63,7 @@ class ResultsTable:
                                   (key, experiment)).fetchone()
         return row is not None
 
+    @retried
     def existing_keys(self, keys: Iterable[str], experiment: str | None = None) -> set[str]:
         keys = list(dict.fromkeys(keys))
         found: set[str] = set()
@@ -73,6 +79,7 @@ class ResultsTable:
                 found.update(r[0] for r in rows)
         return found
 
+    @retried
     def put_result(self, record: ResultRecord, details: Sequence[dict] | None = None, *,
                    replace: bool = False) -> bool:
         """Write one result in one transaction. Returns False when (key, experiment) existed
@@ -81,6 +88,7 @@ class ResultsTable:
         with self._write(f"write the result for {record.label!r} / {record.suite}") as con:
             return self._insert_result(con, record, details, replace=replace)
 
+    @retried
     def insert_results(self, records: Sequence[ResultRecord]) -> int:
         """Insert many records in one transaction (existing keys are kept). Returns how many
         were new."""
@@ -89,7 +97,7 @@ class ResultsTable:
         with self._write(f"insert {len(records)} results") as con:
             return sum(self._insert_result(con, r, None) for r in records)
 
-    def _insert_result(self, con: sqlite3.Connection, r: ResultRecord,
+    def _insert_result(self, con: Any, r: ResultRecord,
                        details: Sequence[dict] | None, *, replace: bool = False) -> bool:
         if not r.created_at:
             r.created_at = utc_now_iso(self.clock())
@@ -101,14 +109,12 @@ class ResultsTable:
             elif c == "heuristic":
                 v = int(bool(v))
             values.append(v)
-        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-        cur = con.execute(f"{verb} INTO results({','.join(_RESULT_COLUMNS)}) "
-                          f"VALUES ({','.join('?' * len(_RESULT_COLUMNS))})", values)
+        cur = con.execute(self.sql.insert_result(_RESULT_COLUMNS, replace), values)
         if details is not None:
-            con.execute("INSERT OR REPLACE INTO result_details(key, details) VALUES (?, ?)",
-                        (r.key, json.dumps(list(details), default=str)))
+            con.execute(self.sql.insert_details, (r.key, json.dumps(list(details), default=str)))
         return cur.rowcount == 1
 
+    @retried
     def get_result(self, key: str, experiment: str | None = None) -> ResultRecord | None:
         with self._use() as con:
             if experiment is None:
@@ -119,6 +125,7 @@ class ResultsTable:
                                   (key, experiment)).fetchone()
         return _record(row) if row else None
 
+    @retried
     def results(self, experiment: str | None = None) -> list[ResultRecord]:
         with self._use() as con:
             if experiment is None:
@@ -128,28 +135,32 @@ class ResultsTable:
                                    (experiment,)).fetchall()
         return [_record(r) for r in rows]
 
+    @retried
     def results_version(self, experiment: str | None = None) -> str:
         """Changes whenever results of `experiment` are added or replaced: a cheap cache key
         for the app's frame (one indexed query)."""
         with self._use() as con:
             if experiment is None:
-                row = con.execute("SELECT COUNT(*), MAX(rowid), MAX(created_at) FROM results").fetchone()
+                row = con.execute(f"SELECT {self.sql.results_version} FROM results").fetchone()
             else:
-                row = con.execute("SELECT COUNT(*), MAX(rowid), MAX(created_at) FROM results "
+                row = con.execute(f"SELECT {self.sql.results_version} FROM results "
                                   "WHERE experiment=?", (experiment,)).fetchone()
         return f"{row[0]}:{row[1]}:{row[2]}"
 
+    @retried
     def result_details(self, key: str) -> list[dict]:
         with self._use() as con:
             row = con.execute("SELECT details FROM result_details WHERE key=?", (key,)).fetchone()
         return json.loads(row[0]) if row else []
 
     # ---- cached_runs bookkeeping -----------------------------------------------------------
+    @retried
     def import_state(self, path: str) -> str | None:
         with self._use() as con:
             row = con.execute("SELECT sha256 FROM imports WHERE path=?", (path,)).fetchone()
         return row[0] if row else None
 
+    @retried
     def import_records(self, path: str, sha256: str, records: Sequence[ResultRecord]) -> int:
         """Insert a cached_runs file's records and remember its hash, in one transaction."""
         for r in records:
@@ -164,7 +175,7 @@ class ResultsTable:
 
 
 
-def _record(row: sqlite3.Row) -> ResultRecord:
+def _record(row: Any) -> ResultRecord:
     d = {c: row[c] for c in _RESULT_COLUMNS}
     for c in _JSON_COLUMNS:
         d[c] = json.loads(d[c])

@@ -1,5 +1,5 @@
-"""The store's SQLite file: connections, transactions, the schema (the tables are described
-here; `ResultsTable` and `JobQueue` read and write them).
+"""The store's SQLite backend (see backend.py): connections, transactions, the schema (the
+tables are described here; `ResultsTable` and `JobQueue` read and write them).
 
 Concurrency rules (see docs/store.md):
 - WAL journal: readers never block the writer and never see a half-committed transaction.
@@ -23,7 +23,7 @@ import weakref
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ptm_core.errors import PTMError
+from ptm_core.store.backend import StoreError
 
 SCHEMA_VERSION = 2  # 2: results.intervals
 _SCHEMA = """
@@ -131,8 +131,16 @@ class _Connection(sqlite3.Connection):
     """A connection that can be weakly referenced (the C type cannot)."""
 
 
-class StoreError(PTMError):
-    """The store cannot be read or written (disk full, locked too long, newer schema...)."""
+class SQLiteSQL:
+    """SQLite's side of the statements whose dialects differ (backend.Dialect)."""
+
+    def insert_result(self, columns: tuple[str, ...], replace: bool) -> str:
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        return f"{verb} INTO results({','.join(columns)}) VALUES ({','.join('?' * len(columns))})"
+
+    insert_details = "INSERT OR REPLACE INTO result_details(key, details) VALUES (?, ?)"
+    results_version = "COUNT(*), MAX(rowid), MAX(created_at)"  # a replace is a new rowid
+    skip_locked = ""  # BEGIN IMMEDIATE: one writer at a time, nothing to skip
 
 
 def _explain(e: sqlite3.Error, path: Path, doing: str) -> StoreError:
@@ -166,6 +174,9 @@ class SQLiteFile:
     """One SQLite file in WAL mode: a connection per thread, short write transactions, the
     schema created or checked on open. `clock` (seconds since the epoch) is injectable so
     tests can expire leases without sleeping."""
+
+    sql = SQLiteSQL()
+    reconnect_s = 0.0  # a file does not go away and come back
 
     def __init__(self, path: str | os.PathLike, *, busy_timeout_s: float = 30.0,
                  clock: Callable[[], float] = time.time):
