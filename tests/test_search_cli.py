@@ -114,3 +114,25 @@ def test_bench_reads_a_grid_file_and_prints_json_last(tmp_path, monkeypatch):
                       out=out) == 0
     last = json.loads(out.getvalue().strip().splitlines()[-1])
     assert set(last["evals_to_95pct"]) == {"search", "random", "grid"} and last["grid_evals"] == 121
+
+
+def test_bench_says_a_grid_with_no_hypervolume_cannot_rank(tmp_path, monkeypatch):
+    """The lab's grid today: no point beats ω = 0 on the skills within the floor."""
+    t = _table()
+    rows = [{"omega": {"science": float(x[0]), "safety": float(x[1])},
+             **{m: (float(v[i]) if m == "general" else 0.0) for m, v in t.scores.items()}}
+            for i, x in enumerate(t.X)]
+    monkeypatch.setattr(bench, "grid_rows", lambda *a, **k: rows)
+    monkeypatch.setattr(bench, "loads_records", lambda *a, **k: [])
+    grid = tmp_path / "grid.jsonl"
+    grid.write_text("")
+    exp = write_experiment(tmp_path, text=None)
+    lab = tmp_path / "lab.yml"
+    lab.write_text(exp.read_text().replace("coding: {model: models/coding", "safety: {model: models/coding")
+                   .replace("  coding: {suite: fake_coding}\n", ""))
+    out = io.StringIO()
+    assert bench.main(["--grid", str(grid), "--experiment", str(lab), "--budget", "6", "--seeds", "1"],
+                      out=out) == 0
+    text = out.getvalue()
+    assert "not measurable on this grid" in text and " met " not in text
+    assert json.loads(text.strip().splitlines()[-1])["degenerate"] is True

@@ -137,6 +137,12 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
                "seeds": args.seeds, "budget": args.budget, "surrogate": args.surrogate,
                "grid_hv": round(res["grid_hv"], 3)}
     s = summary["median_evals_to_95pct"]["search"]
+    if res["grid_hv"] <= 0:  # every strategy "reaches 95 %" of nothing at once: no ranking
+        summary["degenerate"] = True
+        print("goal: not measurable on this grid: no measured point beats the ω = 0 point on "
+              "the skills within the general floor (hypervolume 0)", file=out)
+        print(json.dumps(summary, sort_keys=True), file=out)
+        return 0
     print(f"goal (search ≤ {n / 3:.0f} evaluations to 95 %, beats random): "
           f"{'met' if s <= n / 3 and s < summary['median_evals_to_95pct']['random'] else 'NOT met'} "
           f"(medians over {args.seeds} seeds)", file=out)
