@@ -97,10 +97,8 @@ def test_bench_replay_is_deterministic_and_reports_each_strategy():
     assert a["traces"]["grid"][-1] == pytest.approx(a["grid_hv"])
 
 
-def test_bench_reads_a_grid_file_and_prints_json_last(tmp_path, monkeypatch):
-    t = _table()
-    rows = [{"omega": {"science": float(x[0]), "safety": float(x[1])},
-             **{m: float(v[i]) for m, v in t.scores.items()}} for i, x in enumerate(t.X)]
+def _bench_on_rows(tmp_path, monkeypatch, rows, budget, seeds) -> str:
+    """`bench search` on a fixture grid of two skills (science, safety); what it printed."""
     monkeypatch.setattr(bench, "grid_rows", lambda *a, **k: rows)
     monkeypatch.setattr(bench, "loads_records", lambda *a, **k: [])
     grid = tmp_path / "grid.jsonl"
@@ -110,9 +108,17 @@ def test_bench_reads_a_grid_file_and_prints_json_last(tmp_path, monkeypatch):
     lab.write_text(exp.read_text().replace("coding: {model: models/coding", "safety: {model: models/coding")
                    .replace("  coding: {suite: fake_coding}\n", ""))
     out = io.StringIO()
-    assert bench.main(["--grid", str(grid), "--experiment", str(lab), "--budget", "10", "--seeds", "2"],
-                      out=out) == 0
-    last = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert bench.main(["--grid", str(grid), "--experiment", str(lab), "--budget", str(budget),
+                       "--seeds", str(seeds)], out=out) == 0
+    return out.getvalue()
+
+
+def test_bench_reads_a_grid_file_and_prints_json_last(tmp_path, monkeypatch):
+    t = _table()
+    rows = [{"omega": {"science": float(x[0]), "safety": float(x[1])},
+             **{m: float(v[i]) for m, v in t.scores.items()}} for i, x in enumerate(t.X)]
+    text = _bench_on_rows(tmp_path, monkeypatch, rows, budget=10, seeds=2)
+    last = json.loads(text.strip().splitlines()[-1])
     assert set(last["evals_to_95pct"]) == {"search", "random", "grid"} and last["grid_evals"] == 121
 
 
@@ -122,17 +128,6 @@ def test_bench_says_a_grid_with_no_hypervolume_cannot_rank(tmp_path, monkeypatch
     rows = [{"omega": {"science": float(x[0]), "safety": float(x[1])},
              **{m: (float(v[i]) if m == "general" else 0.0) for m, v in t.scores.items()}}
             for i, x in enumerate(t.X)]
-    monkeypatch.setattr(bench, "grid_rows", lambda *a, **k: rows)
-    monkeypatch.setattr(bench, "loads_records", lambda *a, **k: [])
-    grid = tmp_path / "grid.jsonl"
-    grid.write_text("")
-    exp = write_experiment(tmp_path, text=None)
-    lab = tmp_path / "lab.yml"
-    lab.write_text(exp.read_text().replace("coding: {model: models/coding", "safety: {model: models/coding")
-                   .replace("  coding: {suite: fake_coding}\n", ""))
-    out = io.StringIO()
-    assert bench.main(["--grid", str(grid), "--experiment", str(lab), "--budget", "6", "--seeds", "1"],
-                      out=out) == 0
-    text = out.getvalue()
+    text = _bench_on_rows(tmp_path, monkeypatch, rows, budget=6, seeds=1)
     assert "not measurable on this grid" in text and " met " not in text
     assert json.loads(text.strip().splitlines()[-1])["degenerate"] is True
