@@ -173,3 +173,15 @@ def test_a_partial_model_dir_is_refused_not_overwritten(world_copy):
     with pytest.raises(PTMError, match="exists but has no config.json"):
         world.materialize("general", progress=_quiet)
     assert (out / "model.safetensors").is_file()  # left as it was
+
+
+def test_a_part_is_repeated_as_data_repeats_says(monkeypatch):
+    monkeypatch.setattr(data, "train_examples",
+                        lambda part, n=None: [(f"{part}-{i}", "a") for i in range(n)])
+    monkeypatch.setattr(data, "REPEATS", {"general": 1, "safety": 3})
+    spec = RunSpec("rt-safety-1", "rt", "pre", {"general": 4, "safety": 2}, ("safety",), 0.5)
+    mixed = build.examples_for(spec)
+    counts = {p: mixed.count((p, "a")) for p, _ in mixed}
+    assert counts == {"general-0": 1, "general-1": 1, "general-2": 1, "general-3": 1,
+                      "safety-0": 3, "safety-1": 3}
+    assert mixed != sorted(mixed)  # mixed, not one part after another

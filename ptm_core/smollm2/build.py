@@ -40,8 +40,10 @@ def fingerprint(model_dir: Path) -> str:
 
 
 def examples_for(spec: runs.RunSpec) -> list[tuple[str, str]]:
-    """The run's training examples: the first n of each part, mixed by a seeded shuffle."""
-    mixed = [ex for part, n in spec.data.items() for ex in data.train_examples(part, n)]
+    """The run's training examples: the first n of each part, each repeated as the part asks,
+    mixed by a seeded shuffle."""
+    mixed = [ex for part, n in spec.data.items()
+             for ex in data.train_examples(part, n) * data.REPEATS[part]]
     random.Random(f"{data.SEED}:{spec.name}").shuffle(mixed)
     return mixed
 

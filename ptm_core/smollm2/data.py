@@ -38,6 +38,10 @@ SEED = 1234
 TRAIN_SIZES = {"general": 320, "science": 160, "coding": 160, "safety": 120}
 TEST_SIZES = {"general": 100, "science": 80, "coding": 82, "safety": 99}
 SAFETY_HARMFUL = 60  # of the safety training examples; the rest are benign requests
+# Times each part's examples are shown in one epoch of a run. 15 steps of the safety data taught
+# no refusal (θ_D refused 9 % of held-out HarmBench prompts); the pilot's refusals took 39 steps.
+# Sizes (and so the heuristic ω = |D|/|G|) count distinct examples.
+REPEATS = {"general": 1, "science": 1, "coding": 1, "safety": 3}
 # SciRIFF documents set aside for testing before the training ones: fixed, so that a smaller
 # TEST_SIZES["science"] never moves the training split.
 SCIENCE_HELD_OUT = 100
