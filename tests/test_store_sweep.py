@@ -167,3 +167,13 @@ def test_real_recipes_from_the_merge_package(tmp_path):
     ta = Recipe.from_yaml(by_kind["ptm"].recipe_yaml)
     assert ta.merge_method == "task_arithmetic" and ta.base_model == exp.base
     assert MergeKitBuilder().load(by_kind["general"].recipe_yaml).model_refs() == [exp.general.model]
+
+
+def test_a_skill_selection_keeps_only_references_of_those_skills(tmp_path):
+    exp, b, _ = fake_lab(tmp_path)
+    grid = dict(omegas=[], baselines=False)
+    everything, _ = grid_points(exp, b, Grid(**grid))
+    assert [(p.kind, p.skills) for p in everything] == [("cft", ("science",))]
+    assert grid_points(exp, b, Grid(skills=["coding"], **grid))[0] == []
+    science, _ = grid_points(exp, b, Grid(skills=["science"], **grid))
+    assert [p.recipe_key for p in science] == [p.recipe_key for p in everything]

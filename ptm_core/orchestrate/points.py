@@ -100,13 +100,16 @@ def base_points(exp: Experiment, b: RecipeBuilder) -> list[Point]:
     return pts
 
 
-def reference_points(exp: Experiment, b: RecipeBuilder) -> list[Point]:
-    """CFT and RT reference checkpoints (imported scores are not points: see frame.py)."""
+def reference_points(exp: Experiment, b: RecipeBuilder,
+                     skills: Sequence[str] | None = None) -> list[Point]:
+    """CFT and RT reference checkpoints (imported scores are not points: see frame.py); with
+    `skills`, only those trained on no other skill (a one-skill sweep measures its own CFT/RT)."""
     return [make_point(exp, b.single(r.model), kind=r.kind,
                        skills=[s for s in exp.skills if s in r.skills], omega=None,
                        label=r.display_label(), data_size=r.data_size, train_steps=r.train_steps,
                        method="single")
-            for r in exp.references if r.model]
+            for r in exp.references
+            if r.model and (skills is None or set(r.skills) <= set(skills))]
 
 
 def ptm_point(exp: Experiment, b: RecipeBuilder, omegas: Mapping[str, float], *,
@@ -209,7 +212,7 @@ def grid_points(exp: Experiment, b: RecipeBuilder, grid: Grid) -> tuple[list[Poi
     if grid.baselines:
         pts += base_points(exp, b)
     if grid.references:
-        pts += reference_points(exp, b)
+        pts += reference_points(exp, b, grid.skills)
     heur = {s: exp.heuristic_omega(s) for s in skills}
     for method in grid.methods:
         for s in skills:
