@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                          f"'none' (only --heuristic/--pairs points; default {DEFAULT_OMEGAS})")
     ap.add_argument("--methods", default="task_arithmetic",
                     help=f"comma list of {', '.join(catalogue.methods())} (default task_arithmetic)")
-    ap.add_argument("--skills", default=None, help="comma list of skills (default: all); CFT/RT references trained on other skills are skipped")
+    ap.add_argument("--skills", default=None,
+                    help="comma list of skills (default: all); CFT/RT references trained on "
+                         "other skills are skipped")
     ap.add_argument("--pairs", action="store_true", help="every pair of skills at the heuristic ω")
     ap.add_argument("--product", action="store_true",
                     help="every combination of --omegas over the skills (the full k-skill grid)")
