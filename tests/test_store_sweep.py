@@ -177,3 +177,17 @@ def test_a_skill_selection_keeps_only_references_of_those_skills(tmp_path):
     assert grid_points(exp, b, Grid(skills=["coding"], **grid))[0] == []
     science, _ = grid_points(exp, b, Grid(skills=["science"], **grid))
     assert [p.recipe_key for p in science] == [p.recipe_key for p in everything]
+
+
+def test_together_keeps_only_points_over_all_the_chosen_skills(tmp_path):
+    exp, b, _ = fake_lab(tmp_path)
+    pts, _ = grid_points(exp, b, Grid(omegas=[], methods=["task_arithmetic", "ties"], heuristic=True,
+                                      pairs=True, baselines=False, together=True))
+    assert [(p.kind, p.omega) for p in pts] == [
+        ("ptm", {"science": 0.2, "coding": 0.1}), ("ties", {"science": 0.2, "coding": 0.1})]
+    # the CFT reference is trained on science alone: not "together" unless science is all
+    pts, _ = grid_points(exp, b, Grid(omegas=[], skills=["science"], baselines=False, together=True))
+    assert [p.kind for p in pts] == ["cft"]
+    rc, out, _ = run([str(write_experiment(tmp_path / "cli")), "--omegas", "none", "--heuristic",
+                      "--together", "--no-baselines", "--dry-run"], Store(tmp_path / "s.sqlite"))
+    assert rc == 0 and "1 points x 4 suite(s)" in out, out

@@ -100,16 +100,21 @@ def base_points(exp: Experiment, b: RecipeBuilder) -> list[Point]:
     return pts
 
 
-def reference_points(exp: Experiment, b: RecipeBuilder,
-                     skills: Sequence[str] | None = None) -> list[Point]:
+def reference_points(exp: Experiment, b: RecipeBuilder, skills: Sequence[str] | None = None,
+                     *, exactly: bool = False) -> list[Point]:
     """CFT and RT reference checkpoints (imported scores are not points: see frame.py); with
-    `skills`, only those trained on no other skill (a one-skill sweep measures its own CFT/RT)."""
+    `skills`, only those trained on no other skill (a one-skill sweep measures its own CFT/RT),
+    and with `exactly`, only those trained on all of them."""
+    def chosen(r) -> bool:
+        if skills is None:
+            return not exactly or set(r.skills) == set(exp.skills)
+        return set(r.skills) == set(skills) if exactly else set(r.skills) <= set(skills)
+
     return [make_point(exp, b.single(r.model), kind=r.kind,
                        skills=[s for s in exp.skills if s in r.skills], omega=None,
                        label=r.display_label(), data_size=r.data_size, train_steps=r.train_steps,
                        method="single")
-            for r in exp.references
-            if r.model and (skills is None or set(r.skills) <= set(skills))]
+            for r in exp.references if r.model and chosen(r)]
 
 
 def ptm_point(exp: Experiment, b: RecipeBuilder, omegas: Mapping[str, float], *,
@@ -195,6 +200,7 @@ class Grid:
     density: float = 0.5
     baselines: bool = True  # θ_pre, θ_G, each θ_D alone
     references: bool = True  # CFT / RT checkpoints
+    together: bool = False  # only points over all the chosen skills at once (no single-skill ones)
 
 
 def grid_points(exp: Experiment, b: RecipeBuilder, grid: Grid) -> tuple[list[Point], list[str]]:
@@ -212,10 +218,13 @@ def grid_points(exp: Experiment, b: RecipeBuilder, grid: Grid) -> tuple[list[Poi
     if grid.baselines:
         pts += base_points(exp, b)
     if grid.references:
-        pts += reference_points(exp, b, grid.skills)
+        pts += reference_points(exp, b, grid.skills, exactly=grid.together)
     heur = {s: exp.heuristic_omega(s) for s in skills}
+    singles = skills if not grid.together or len(skills) == 1 else []
+    if grid.together and grid.pairs and len(skills) > 2:
+        notes.append("--together: pairs skipped (they are not all the chosen skills)")
     for method in grid.methods:
-        for s in skills:
+        for s in singles:
             ws = list(grid.omegas) + ([heur[s]] if grid.heuristic else [])
             for w in ws:
                 p = method_point(exp, b, method, {s: w}, density=grid.density)
@@ -233,7 +242,7 @@ def grid_points(exp: Experiment, b: RecipeBuilder, grid: Grid) -> tuple[list[Poi
             for ws in itertools.product(grid.omegas, repeat=len(skills)):
                 pts.append(ptm_point(exp, b, dict(zip(skills, ws)), method=method,
                                      density=grid.density))
-        if grid.pairs:
+        if grid.pairs and not (grid.together and len(skills) > 2):
             for a, c in itertools.combinations(skills, 2):
                 pts.append(ptm_point(exp, b, {a: heur[a], c: heur[c]}, method=method,
                                      density=grid.density))

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--density", type=float, default=0.5, help="density for ties / dare_*")
     ap.add_argument("--no-baselines", action="store_true", help="skip θ_pre, θ_G and each θ_D alone")
     ap.add_argument("--no-references", action="store_true", help="skip CFT/RT checkpoints")
+    ap.add_argument("--together", action="store_true",
+                    help="only points over all the chosen skills at once: the all-skills merge "
+                         "(--heuristic), the --product grid, CFT/RT trained on exactly those skills")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--inline", dest="mode", action="store_const", const="inline",
                       help="evaluate here, through one warm engine (default)")
@@ -119,7 +122,7 @@ def main(argv: Sequence[str] | None = None, *, engine_factory: EngineFactory | N
     grid = Grid(omegas=parse_omegas(args.omegas), methods=_csv(args.methods) or ["task_arithmetic"],
                 skills=_csv(args.skills), pairs=args.pairs, product=args.product, heuristic=args.heuristic,
                 density=args.density, baselines=not args.no_baselines,
-                references=not args.no_references)
+                references=not args.no_references, together=args.together)
     points, notes = grid_points(exp, builder, grid)
     for n in notes:
         print(f"note: {n}", file=out)
