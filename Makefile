@@ -71,14 +71,18 @@ smollm2: $(STAMP)
 	$(BIN)/python -m ptm_core smollm2 build
 	$(BIN)/python -m ptm_core smollm2 materialize
 	$(BIN)/python -m ptm_core smollm2 experiment
-	$(SMOLLM2_SWEEP) --omegas none --heuristic --pairs
+	$(SMOLLM2_SWEEP) --omegas none --heuristic --pairs --no-references
 	for s in science coding safety; do \
 	  suites=general,$$s; [ $$s = safety ] && suites=general,safety,xstest_safe; \
 	  $(SMOLLM2_SWEEP) --methods task_arithmetic,linear,wise_ft --omegas $(SMOLLM2_OMEGAS) \
 	    --skills $$s --suites $$suites --no-baselines --no-references || exit 1; \
 	  $(SMOLLM2_SWEEP) --methods ties,dare_ties --omegas none --heuristic \
 	    --skills $$s --suites $$suites --no-baselines --no-references || exit 1; \
+	  $(SMOLLM2_SWEEP) --omegas none --skills $$s --suites $$suites --no-baselines || exit 1; \
 	done
+	$(SMOLLM2_SWEEP) --methods ties,dare_ties --omegas none --heuristic --together \
+	  --no-baselines --no-references
+	$(SMOLLM2_SWEEP) --omegas none --together --no-baselines
 	$(BIN)/python -m ptm_core lab report --experiment $(SMOLLM2) --out docs/smollm2-report.md
 
 bench: $(STAMP)
