@@ -1,6 +1,7 @@
 """`python -m ptm_core sweep`: grids, inline runs through one warm engine, enqueue, skipping cached."""
 
 import io
+import json
 
 import pytest
 
@@ -147,8 +148,24 @@ def test_export_flag_writes_cached_runs(tmp_path):
     assert rc == 0 and (tmp_path / "cr" / "fakelab.jsonl").read_text().count("\n") == 7 * 4
 
 
+def test_export_drops_results_of_a_model_rebuilt_since_even_when_this_sweep_skips_it(tmp_path):
+    path = write_experiment(tmp_path)
+    store = Store(tmp_path / "s.sqlite")
+    out_dir = tmp_path / "cr"
+    run([str(path), "--omegas", "0.5", "--skills", "coding", "--no-baselines", "--no-references"], store)
+    rebuilt = lambda ref: fake_fingerprinter(ref + ("-v2" if ref.endswith("coding") else ""))  # noqa: E731
+    out = io.StringIO()
+    rc = sweep.main([str(path), "--omegas", "0.5", "--skills", "science", "--no-baselines",
+                     "--no-references", "--export", str(out_dir)], engine_factory=lambda exp: FakeEngine(),
+                    suite_resolver=fake_suite_resolver(), builder=FakeBuilder(),
+                    fingerprinter=rebuilt, store=store, out=out)
+    records = [json.loads(line) for line in (out_dir / "fakelab.jsonl").read_text().splitlines()]
+    assert rc == 0, out.getvalue()
+    assert [json.loads(r["omega"]) for r in records] == [{"science": 0.5}] * 4  # the coding point is gone
+
+
 def test_real_recipes_from_the_merge_package(tmp_path):
-    """The default builder makes MergeKit recipes with the lead's ptm forms."""
+    """The default builder makes MergeKit recipes in the catalogue's forms."""
     from ptm_core.merge.recipe import Recipe
     from ptm_core.orchestrate.points import MergeKitBuilder
     from ptm_core.store.point import portable_key

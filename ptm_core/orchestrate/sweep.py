@@ -154,7 +154,10 @@ def main(argv: Sequence[str] | None = None, *, engine_factory: EngineFactory | N
     if args.export:
         from ptm_core.store.cached import export_experiment
         from ptm_core.store.keys import engine_key
-        current = {ref: fp for spec in specs for ref, fp in spec.fingerprints.items()}
+        # Every model of the experiment as it is now, not only this sweep's: results of a model
+        # rebuilt since are dropped even when this sweep did not touch it.
+        current = {ref: fingerprinter(ref) for ref in exp.model_refs() if Path(ref).exists()}
+        current.update({ref: fp for spec in specs for ref, fp in spec.fingerprints.items()})
         path = export_experiment(store, exp.name, Path(args.export),
                                  engine=engine_key(exp.engine, exp.engine_options),
                                  fingerprints=current)
