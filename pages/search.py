@@ -48,7 +48,8 @@ if not chosen:
     st.info("Choose at least one skill to maximise.")
     st.stop()
 try:
-    req = data.FrontRequest(tuple(chosen), weights, delta, surrogate=kind)
+    req = data.FrontRequest(tuple(chosen), weights, delta, surrogate=kind,
+                            step=data.lattice_step(len(chosen)))
     with st.spinner("Fitting the surrogate…"):
         view = ui.search_view(res, req)
 except data.AppDataError as e:
@@ -57,25 +58,30 @@ except data.AppDataError as e:
 st.markdown(f"**Objective:** {view.objective.describe()}")
 
 # --- the predicted front -------------------------------------------------------------------------
-x, y = data.plot_axes(view)
+xy = data.plot_axes(view)
 suggested = st.session_state.get(f"{PAGE}:suggested")
 shown = None
 if suggested is not None and suggested[0] == (source.ref, req):
     shown = ui.search_suggestions(res, view, suggested[1], suggested[2])
-floor = ("general", view.floor) if view.floor is not None else None
-if not (view.front is not None and not view.front.empty):
-    st.info(view.message, icon=":material/info:")
 drawn = view.front is not None and not view.front.empty
-title = f"{axis_title(x)} vs {axis_title(y)}: " + (
-    "predicted front and measured points" if drawn else "measured points (no front predicted)")
-fig = res.memo(("search_fig", req, x, y, suggested[1:] if shown is not None else None),
-               lambda: front_figure(view.measured, view.front, x, y, suggested=shown, floor=floor,
-                                    title=title))
-ui.chart(fig, f"front_{'_'.join(chosen)}",
-         lambda: pd.concat([view.measured.assign(point="measured"),
-                            (view.front if view.front is not None else pd.DataFrame())
-                            .assign(point="predicted")], ignore_index=True),
-         key=f"{PAGE}:chart")
+if not drawn:
+    st.info(view.message, icon=":material/info:")
+if xy is None:
+    st.caption("One skill and no general axis: nothing to chart against; the table below has "
+               "the predicted best ω.")
+else:
+    x, y = xy
+    floor = ("general", view.floor) if view.floor is not None else None
+    title = f"{axis_title(x)} vs {axis_title(y)}: " + (
+        "predicted front and measured points" if drawn else "measured points (no front predicted)")
+    fig = res.memo(("search_fig", req, x, y, suggested[1:] if shown is not None else None),
+                   lambda: front_figure(view.measured, view.front, x, y, suggested=shown,
+                                        floor=floor, title=title))
+    ui.chart(fig, f"front_{'_'.join(chosen)}",
+             lambda: pd.concat([view.measured.assign(point="measured"),
+                                (view.front if view.front is not None else pd.DataFrame())
+                                .assign(point="predicted")], ignore_index=True),
+             key=f"{PAGE}:chart")
 st.caption(f"{view.have} distinct ω measured (the {kind} surrogate needs {view.need}). Filled "
            "markers are measured; the dashed line and the shaded band are the surrogate's "
            "prediction (mean and 95 %), not measurements.")

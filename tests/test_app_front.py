@@ -149,3 +149,12 @@ def test_front_figure_marks_predicted_apart_from_measured():
     assert [t.name for t in fig.data] == [NAMES["measured"], NAMES["infeasible"]]  # no front: none drawn
     assert fig.layout.shapes[0].x0 == 55.0
     assert front_figure(measured.iloc[0:0], None, "science", "coding").layout.annotations  # empty
+
+
+def test_one_skill_is_charted_against_general_and_has_one_best_point():
+    view = suggest.front_view(frame([], single=[0.25, 0.5, 0.75, 1.0]),
+                              suggest.FrontRequest(("science",), delta=5.0), AXES)
+    assert view.need == 3 and view.have == 5 and suggest.plot_axes(view) == ("general", "science")
+    assert len(view.front) == 1  # one objective: its predicted best
+    assert abs(view.front.iloc[0]["ω_science"] - 0.5) <= 0.1  # general 60 − 20 ω² ≥ 55
+    assert suggest.lattice_step(2) == 0.05 and suggest.lattice_step(3) == 0.1

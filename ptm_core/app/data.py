@@ -22,7 +22,9 @@ from __future__ import annotations
 from ptm_core.app.errors import AppDataError
 from ptm_core.app.export import ExportResult, dir_size, export_merge, zip_dir
 from ptm_core.app.requests import MergeRequest, Progress, Submission, WorkerState, method_menu
-from ptm_core.app.suggest import FrontRequest, FrontView, front_view, plot_axes, suggest
+from ptm_core.app.suggest import (
+    FrontRequest, FrontView, front_view, lattice_step, plot_axes, suggest,
+)
 from ptm_core.app.settings import (
     REPO, WORLDS, Settings, confine, confine_any, export_path, settings, world_file,
 )
@@ -36,5 +38,5 @@ __all__ = [
     "Progress", "Submission", "WorkerState", "method_menu", "REPO", "Settings", "confine",
     "confine_any", "export_path", "settings", "WORLDS", "world_file", "JOB_COLUMNS", "WIRING", "ExperimentSource",
     "FrameFileSource", "PaperSource", "StoreSource", "jobs_frame", "open_source",
-    "FrontRequest", "FrontView", "front_view", "plot_axes", "suggest",
+    "FrontRequest", "FrontView", "front_view", "lattice_step", "plot_axes", "suggest",
 ]

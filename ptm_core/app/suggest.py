@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ptm_core.app.errors import AppDataError
+from ptm_core.errors import PTMError
 from ptm_core.search import space, surrogate  # light; acquisition and front (scipy) on use
 from ptm_core.search.measured import measured_points
 from ptm_core.search.objective import Objective
@@ -96,7 +97,10 @@ def front_view(frame: pd.DataFrame, req: FrontRequest, axes: Sequence[str]) -> F
         table[m] = scores[m]
     table["label"] = [omega_label(skills, x) for x in X]
     table["feasible"] = [obj.feasible({m: scores[m][i] for m in metrics}) for i in range(len(X))]
-    candidates = space.lattice(len(skills), 0.0, 1.0, req.step)
+    try:
+        candidates = space.lattice(len(skills), 0.0, 1.0, req.step)
+    except PTMError as e:
+        raise AppDataError(str(e)) from None
     view = FrontView(req, obj, metrics, table, need, have, floor, None, candidates=candidates,
                      X=X, scores=scores)
     if have < need:
@@ -185,9 +189,18 @@ def _reference(view: FrontView) -> list[float]:
     return [float(x) for x in np.atleast_1d(v)]
 
 
-def plot_axes(view: FrontView) -> tuple[str, str]:
-    """The chart's (x, y): the first two maximised skills, or (constraint axis, the skill)."""
+def lattice_step(k: int) -> float:
+    """The suggestions' ω step for k skills: fine for two, coarser where the lattice (and the
+    acquisition's hypervolume over every candidate) would grow past a page's patience."""
+    return 0.05 if k <= 2 else 0.1 if k <= 4 else 0.25
+
+
+def plot_axes(view: FrontView) -> tuple[str, str] | None:
+    """The chart's (x, y): the first two maximised skills, or (constraint axis, the skill);
+    None for one skill without a constraint axis scored."""
     axes = list(view.request.skills)
     if len(axes) >= 2:
         return axes[0], axes[1]
-    return view.request.constraint_axis, axes[0]
+    if view.request.constraint_axis in view.metrics:
+        return view.request.constraint_axis, axes[0]
+    return None
