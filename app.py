@@ -23,6 +23,8 @@ nav = st.navigation([
             url_path="interference"),
     st.Page(ui.PAGE_FILES["merge"], title="Merge & export", icon=":material/tune:",
             url_path="merge"),
+    st.Page(ui.PAGE_FILES["search"], title="Search", icon=":material/travel_explore:",
+            url_path="search"),
     st.Page(ui.PAGE_FILES["runs"], title="Runs", icon=":material/list_alt:", url_path="runs"),
 ])
 ui.experiment_picker()

@@ -16,7 +16,7 @@ LAB = REPO / "data" / "lab" / "lab.yml"
 SHIPPED = REPO / "cached_runs" / "lab.jsonl"
 pytestmark = pytest.mark.skipif(not (LAB.exists() and SHIPPED.exists()),
                                 reason="lab results not shipped yet")
-PAGES = ["tradeoffs", "refusals", "interference", "merge", "runs"]
+PAGES = ["tradeoffs", "refusals", "interference", "merge", "search", "runs"]
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import pytest
 from ptm_core.app import data, testkit
 from ptm_core.app.testkit import current_point, page_path, plotly_specs, run_page
 
-PAGES = ["tradeoffs", "refusals", "interference", "merge", "runs"]
+PAGES = ["tradeoffs", "refusals", "interference", "merge", "search", "runs"]
 TITLES = {"tradeoffs": "Trade-offs", "refusals": "Refusals", "interference": "Interference",
-          "merge": "Merge & export", "runs": "Runs"}
+          "merge": "Merge & export", "search": "Search", "runs": "Runs"}
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_pages_render_on_the_fixture(tmp_path, env, page):
     at = run_page(tmp_path, page)
     assert_clean(at, page)
     assert not at.error, [e.value for e in at.error]
-    if page in ("tradeoffs", "refusals", "merge"):
+    if page in ("tradeoffs", "refusals", "merge", "search"):
         assert plotly_specs(at), "no chart"
         assert any(b.label == "Data (CSV)" for b in at.get("download_button")) or page == "merge"
     for spec in plotly_specs(at):

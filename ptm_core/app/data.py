@@ -13,7 +13,8 @@ Everything heavy is imported lazily, so a page that only draws charts never impo
 User-given paths (experiment files, export names) are confined to configured directories.
 
 The pieces, one job each: `settings.py` (environment, path checks), `requests.py` (what a page
-asks for), `sources.py` (the sources), `export.py` (writing a merge); this module is the door.
+asks for), `sources.py` (the sources), `export.py` (writing a merge), `suggest.py` (the predicted front and the next ω, via
+`ptm_core.search`); this module is the door.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from __future__ import annotations
 from ptm_core.app.errors import AppDataError
 from ptm_core.app.export import ExportResult, dir_size, export_merge, zip_dir
 from ptm_core.app.requests import MergeRequest, Progress, Submission, WorkerState, method_menu
+from ptm_core.app.suggest import (
+    FrontRequest, FrontView, front_view, lattice_step, plot_axes, suggest,
+)
 from ptm_core.app.settings import (
     REPO, WORLDS, Settings, confine, confine_any, export_path, settings, world_file,
 )
@@ -34,4 +38,5 @@ __all__ = [
     "Progress", "Submission", "WorkerState", "method_menu", "REPO", "Settings", "confine",
     "confine_any", "export_path", "settings", "WORLDS", "world_file", "JOB_COLUMNS", "WIRING", "ExperimentSource",
     "FrameFileSource", "PaperSource", "StoreSource", "jobs_frame", "open_source",
+    "FrontRequest", "FrontView", "front_view", "lattice_step", "plot_axes", "suggest",
 ]

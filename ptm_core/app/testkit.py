@@ -85,6 +85,18 @@ def plotly_specs(at) -> list[dict]:
     return out
 
 
+def plotly_array(v) -> list:
+    """A trace's data array as a list: Plotly sends numeric arrays as ``{dtype, bdata}``
+    (base64 of the raw buffer)."""
+    if isinstance(v, dict) and "bdata" in v:
+        import base64
+
+        import numpy as np
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        return a.reshape(v["shape"]).tolist() if "shape" in v else a.tolist()
+    return list(v) if v is not None else []
+
+
 def current_point(spec: dict) -> tuple[float, float] | None:
     for t in spec.get("data", []):
         if str(t.get("name", "")).startswith("current") and t.get("x"):

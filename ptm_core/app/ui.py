@@ -17,7 +17,7 @@ from ptm_core.analysis.results import Results
 PAGES_DIR = data.REPO / "pages"
 PAGE_FILES = {name: PAGES_DIR / f"{stem}.py" for name, stem in (
     ("tradeoffs", "tradeoffs"), ("refusals", "refusals"), ("interference", "interference"),
-    ("merge", "merge_export"), ("runs", "runs"))}
+    ("merge", "merge_export"), ("search", "search"), ("runs", "runs"))}
 PAGE_SLIDER_KEYS = "_omega"  # persistent ω per experiment: {ref: {skill: ω}}
 FMT_KEY = "chart_format"
 REF_KEY = "show_paper_points"
@@ -225,6 +225,35 @@ def open_in_merge(res: Results, row: pd.Series) -> None:
         store[s] = float(row["omega_d"].get(s, 0.0))
         for kind in catalogue.curve_kinds():
             st.session_state.pop(slider_key("merge", s, kind), None)
+
+
+def open_omega_in_merge(res: Results, method: str, omega: Mapping[str, float]) -> None:
+    """Set the Merge page to `method` at any ω (a predicted or suggested point): off-grid
+    sliders when some ω is not on the cached grid."""
+    st.session_state["merge:method"] = method
+    store = omega_store()
+    grid_kind = catalogue.curve_of(catalogue.method(method).kind)
+    off_grid = False
+    for s in res.skills:
+        w = round(float(omega.get(s, 0.0)), 4)
+        store[s] = w
+        off_grid |= w not in set(res.grid(s, grid_kind)) | {0.0}
+        for kind in catalogue.curve_kinds():
+            st.session_state.pop(slider_key("merge", s, kind), None)
+        st.session_state.pop(f"merge:fine:{s}", None)
+    st.session_state["merge:fine"] = off_grid
+
+
+def search_view(res: Results, req: data.FrontRequest) -> data.FrontView:
+    """The predicted front of `req` over these results (fitted once per results version)."""
+    return res.memo(("search_view", req), lambda: data.front_view(res.frame, req, res.axes))
+
+
+def search_suggestions(res: Results, view: data.FrontView, q: int,
+                       exclude: tuple = ()) -> pd.DataFrame:
+    """The next `q` ω for the view's objective, not in `exclude` (pairs of (skill, ω))."""
+    return res.memo(("search_suggest", view.request, q, exclude),
+                    lambda: data.suggest(view, q, [dict(e) for e in exclude]))
 
 
 def row_id_of(customdata) -> int | None:

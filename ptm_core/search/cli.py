@@ -29,6 +29,7 @@ from ptm_core.orchestrate.points import MergeKitBuilder, method_point
 from ptm_core.orchestrate.wiring import default_engine_factory, default_suite_resolver
 from ptm_core.search import acquisition, front as front_mod, space, surrogate
 from ptm_core.search.hypervolume import hypervolume
+from ptm_core.search.measured import measured_points
 from ptm_core.search.objective import Objective, parse_objective
 from ptm_core.store.db import Store, default_cached_dir, default_store_path
 from ptm_core.store.experiment import Experiment
@@ -70,22 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def measured(store: Store, exp: Experiment, method: str, skills: Sequence[str],
              metrics: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """ω and scores of every stored point of this method over exactly these skills."""
-    frame = results_frame(store, exp)
-    kind = catalogue.method(method).kind
-    want = "+".join(skills)
-    X, rows = [], []
-    for _, r in frame.iterrows():
-        if r["kind"] != kind or r["skills"] != want or r["method"] != method or not r["omega"]:
-            continue
-        om = json.loads(r["omega"])
-        vals = [r[m] for m in metrics]
-        if set(om) != set(skills) or any(v != v for v in vals):  # NaN: an axis not measured yet
-            continue
-        X.append([float(om[s]) for s in skills])
-        rows.append(vals)
-    A = np.array(rows, dtype=float).reshape(-1, len(metrics))
-    return np.array(X, dtype=float).reshape(-1, len(skills)), {m: A[:, j] for j, m in enumerate(metrics)}
+    """ω and scores of every stored point of this method over these skills (search/measured.py)."""
+    return measured_points(results_frame(store, exp), method, skills, metrics)
 
 
 def _objective(args, exp: Experiment, skills: Sequence[str], floor: float | None) -> Objective:

@@ -37,6 +37,17 @@ class Fitted:
         return np.asarray(mean, dtype=float), np.maximum(np.asarray(std, dtype=float), 0.0)
 
 
+def min_points(kind: str, k: int) -> int:
+    """Measured points a surrogate over k skills needs before its front means anything: the
+    quadratic's coefficients (1 + k + k(k+1)/2, 6 for two skills); the GP, two per length scale
+    plus one (5 for two skills, the search's default initial design)."""
+    if kind == "quadratic":
+        return 1 + k + k * (k + 1) // 2
+    if kind == "gp":
+        return 2 * k + 1
+    raise PTMError(f"surrogate: unknown kind {kind!r} (kinds: {', '.join(KINDS)})")
+
+
 def quadratic_features(X: np.ndarray) -> np.ndarray:
     """[ω_i, ω_i ω_j (i ≤ j)]; the intercept is the regression's own."""
     X = np.atleast_2d(X)
