@@ -42,17 +42,26 @@ def frame_with_della() -> pd.DataFrame:
 
 def test_the_catalogue_matches_what_the_tables_used_to_say():
     assert catalogue.kind_order() == ["base", "general", "skill", "ptm", "linear", "wise_ft",
-                                      "ties", "dare_ties", "dare_linear", "cft", "rt"]
+                                      "ties", "dare_ties", "dare_linear", "slerp", "nuslerp",
+                                      "multislerp", "model_stock", "sce", "karcher", "cft", "rt"]
     assert {m: e.kind for m, e in catalogue.methods().items()} == {
         "task_arithmetic": "ptm", "linear": "linear", "wise_ft": "wise_ft", "ties": "ties",
-        "dare_ties": "dare_ties", "dare_linear": "dare_linear"}
+        "dare_ties": "dare_ties", "dare_linear": "dare_linear", "slerp": "slerp",
+        "nuslerp": "nuslerp", "multislerp": "multislerp", "model_stock": "model_stock",
+        "sce": "sce", "karcher": "karcher"}
     assert catalogue.sparse_methods() == ("ties", "dare_ties", "dare_linear")
-    assert [m for m, e in catalogue.methods().items() if e.one_skill] == ["linear", "wise_ft"]
+    assert [m for m, e in catalogue.methods().items() if e.one_skill] == \
+        ["linear", "wise_ft", "slerp", "nuslerp"]
+    assert [m for m, e in catalogue.methods().items() if not e.weighted] == \
+        ["model_stock", "sce", "karcher"]
     assert catalogue.method("wise_ft").merge_method == "task_arithmetic"
-    assert catalogue.curve_kinds() == ("ptm", "linear", "wise_ft")
+    assert catalogue.curve_kinds() == ("ptm", "linear", "wise_ft", "slerp", "nuslerp", "multislerp")
     assert catalogue.curve_of("ties") == "ptm" and catalogue.curve_of("linear") == "linear"
     with pytest.raises(ValueError, match="needs a method"):
         catalogue.register(catalogue.Kind("half", "Half", "#000000"))
+    with pytest.raises(ValueError, match="no ω curve"):
+        catalogue.register(catalogue.Kind("odd", "Odd", "#000000", method="odd",
+                                          merge_method="karcher", form="unweighted", curve=True))
 
 
 def test_a_new_method_reaches_the_sweep(della, tmp_path):
