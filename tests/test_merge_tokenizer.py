@@ -57,6 +57,15 @@ def _recipes(m: dict[str, str]) -> dict[str, Recipe]:
                            parameters={"t": 0.5}),
         "chat_auto_base": r("task_arithmetic", {"a": w(1.0), "c": w(0.5)}, tokenizer_source="base",
                             chat_template="auto"),
+        # the embeddings come from the first slice (pre, b), the head from the last (pre, c):
+        # tokens are filled from those models only
+        "slices_union": Recipe.parse({
+            "merge_method": "linear", "base_model": m["pre"], "dtype": "float32",
+            "tokenizer_source": "union", "slices": [
+                {"sources": [{"model": m["pre"], "layer_range": [0, 2], "parameters": w(0.5)},
+                             {"model": m["b"], "layer_range": [0, 2], "parameters": w(0.5)}]},
+                {"sources": [{"model": m["pre"], "layer_range": [2, 3], "parameters": w(0.4)},
+                             {"model": m["c"], "layer_range": [2, 3], "parameters": w(0.6)}]}]}),
         "tied_union": r("task_arithmetic", {"ta": w(0.5), "tb": w(0.5)}, base="tpre",
                         tokenizer_source="union"),
     }

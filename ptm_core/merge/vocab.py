@@ -261,13 +261,20 @@ def build_vocabulary(recipe, paths: Mapping[str, Path]) -> Vocabulary:
 
 class VocabularySources:
     """The merge's inputs as seen in the output vocabulary: token-indexed tensors are
-    permuted (all inputs at once, cached per tensor), everything else passes through."""
+    permuted, everything else passes through. Tokens an input lacks are filled from the
+    models that feed the same output tensor (MergeKit's gather: in a slices: recipe, the
+    first slice's sources for the embeddings and the last's for the head), so `for_refs`
+    gives the view for one output tensor's inputs; permutations are cached per tensor."""
 
-    def __init__(self, vocab: Vocabulary, sources: Mapping[str, Any]):
+    def __init__(self, vocab: Vocabulary, sources: Mapping[str, Any],
+                 refs: Optional[tuple[str, ...]] = None, _shared: Optional[dict] = None):
         self.vocab = vocab
         self.inner = dict(sources)
-        self._cache: dict[str, dict[str, torch.Tensor]] = {}
-        self._lock = threading.Lock()
+        self.refs = refs
+        self._shared = _shared if _shared is not None else {"cache": {}, "lock": threading.Lock()}
+
+    def for_refs(self, refs) -> "VocabularySources":
+        return VocabularySources(self.vocab, self.inner, tuple(dict.fromkeys(refs)), self._shared)
 
     def __getitem__(self, ref: str) -> "_Permuted":
         return _Permuted(self, ref)
@@ -279,13 +286,16 @@ class VocabularySources:
         return self.inner.keys()
 
     def permuted(self, name: str) -> dict[str, torch.Tensor]:
-        with self._lock:
-            if name not in self._cache:
-                have = {r: s for r, s in self.inner.items() if name in s.tensor_names()}
-                if len(self._cache) >= 2:  # embed_tokens and lm_head: a few tensors at most
-                    self._cache.pop(next(iter(self._cache)))
-                self._cache[name] = self.vocab.permute(name, {r: s.get(name) for r, s in have.items()})
-            return self._cache[name]
+        refs = self.refs if self.refs is not None else tuple(self.inner)
+        key = (name, refs)
+        cache = self._shared["cache"]
+        with self._shared["lock"]:
+            if key not in cache:
+                have = [r for r in refs if name in self.inner[r].tensor_names()]
+                if len(cache) >= 2:  # embed_tokens and lm_head: a few tensors at most
+                    cache.pop(next(iter(cache)))
+                cache[key] = self.vocab.permute(name, {r: self.inner[r].get(name) for r in have})
+            return cache[key]
 
 
 class _Permuted:
