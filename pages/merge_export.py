@@ -30,7 +30,7 @@ if entry.sparse:
                              key="merge:density")
 one_skill = entry.one_skill
 grid_kind = catalogue.curve_of(entry.kind)
-fine = st.toggle("Off-grid ω (values without a cached result are queued for the worker)",
+fine = entry.weighted and st.toggle("Off-grid ω (values without a cached result are queued for the worker)",
                  key="merge:fine")
 skills = res.skills
 if one_skill:
@@ -38,7 +38,10 @@ if one_skill:
 store = ui.omega_store()
 omegas: dict[str, float] = {}
 cols = st.columns(len(skills))
-for col, skill in zip(cols, skills):
+if not entry.weighted:  # the method weighs the models itself: choose which skills go in
+    st.caption("This method has no ω: it merges θ_G with the chosen skill models and sets "
+               "their weights itself.")
+for col, skill in zip(cols if entry.weighted else [], skills):
     grid = sorted(set(res.grid(skill, grid_kind)) | {0.0})
     if fine or len(grid) < 2:
         key = f"{PAGE}:fine:{skill}"
@@ -51,6 +54,10 @@ for col, skill in zip(cols, skills):
         w = ui.omega_slider(res, skill, page=PAGE, kind=grid_kind, container=col,
                             label=f"ω for {skill}")
     omegas[skill] = float(w or 0.0)
+if not entry.weighted:
+    for i, (col, skill) in enumerate(zip(cols, skills)):
+        omegas[skill] = 1.0 if col.checkbox(f"θ_D {skill}", value=i == 0,
+                                            key=f"{PAGE}:include:{skill}") else 0.0
 try:
     req = data.MergeRequest.make(method, omegas, density)
 except data.AppDataError as e:

@@ -18,7 +18,16 @@ from dataclasses import dataclass
 
 from ptm_core.errors import RecipeError
 
-FORMS = ("task_arithmetic", "linear", "wise_ft")  # how a recipe is built (ptm_core.merge.ptm)
+# How a recipe is built from (θ_pre, θ_G, θ_D, θ_CFT, ω) (ptm_core.merge.ptm):
+#   task_arithmetic  base θ_pre, θ_G weight 1, each skill weight ω (any number of skills)
+#   linear           θ_G weight 1 − ω, θ_D weight ω (one skill)
+#   wise_ft          base θ_G, θ_CFT weight ω (one skill)
+#   slerp            base θ_G, θ_D; t = ω (one skill: the arc from θ_G to θ_D)
+#   nuslerp          base θ_pre, θ_G weight 1 − ω, θ_D weight ω (one skill: the arc from τ_G to τ_D)
+#   unweighted       θ_G and each θ_D (base θ_pre where the method takes one); no ω: the method
+#                    weighs the models itself, and each skill merged in is recorded with ω = 1
+FORMS = ("task_arithmetic", "linear", "wise_ft", "slerp", "nuslerp", "unweighted")
+ONE_SKILL_FORMS = ("linear", "wise_ft", "slerp", "nuslerp")
 
 
 @dataclass(frozen=True)
@@ -32,10 +41,10 @@ class Kind:
     method: str | None = None  # the name sweeps and the app use
     method_title: str | None = None  # the app's method menu
     merge_method: str | None = None  # the recipe's merge_method
-    form: str = "task_arithmetic"  # FORMS: task arithmetic over θ_pre (any number of skills),
-    #                                linear interpolation θ_G↔θ_D, WiSE-FT θ_G↔θ_CFT
+    form: str = "task_arithmetic"  # FORMS (above)
     sparse: bool = False  # takes a density (TIES, DARE)
     curve: bool = False  # its points form a curve over ω, one per skill
+    over_base: bool = True  # unweighted form: the recipe names θ_pre as base_model
 
     @property
     def menu_title(self) -> str:
@@ -43,8 +52,15 @@ class Kind:
 
     @property
     def one_skill(self) -> bool:
-        """linear and WiSE-FT interpolate between two models: one skill at a time."""
-        return self.form in ("linear", "wise_ft")
+        """linear, WiSE-FT and the SLERP pair interpolate between two models: one skill at a
+        time."""
+        return self.form in ONE_SKILL_FORMS
+
+    @property
+    def weighted(self) -> bool:
+        """False for methods that choose their own weights (Model Stock, SCE, Karcher): their
+        ω only says which skills are merged in (1: in)."""
+        return self.form != "unweighted"
 
 
 KINDS: dict[str, Kind] = {}  # kind -> entry, in the order tables and the frame list them
@@ -55,6 +71,8 @@ def register(entry: Kind) -> Kind:
         raise ValueError(f"catalogue: merge kind {entry.kind!r} needs a method and a merge_method")
     if entry.form not in FORMS:
         raise ValueError(f"catalogue: kind {entry.kind!r} has form {entry.form!r}; forms: {FORMS}")
+    if entry.form == "unweighted" and (entry.curve or entry.sparse):
+        raise ValueError(f"catalogue: unweighted kind {entry.kind!r} has no ω curve or density")
     KINDS[entry.kind] = entry
     return entry
 
@@ -76,6 +94,24 @@ for _entry in (
          method_title="DARE-TIES", merge_method="dare_ties", sparse=True),
     Kind("dare_linear", "DARE (linear)", "#e377c2", "triangle-down", method="dare_linear",
          method_title="DARE (linear)", merge_method="dare_linear", sparse=True),
+    Kind("slerp", "SLERP θ_G→θ_D", "#17becf", method="slerp",
+         method_title="SLERP: θ_G to θ_D on the sphere, t = ω", merge_method="slerp",
+         form="slerp", curve=True),
+    Kind("nuslerp", "NuSLERP τ_G→τ_D", "#aec7e8", method="nuslerp",
+         method_title="NuSLERP: τ_G to τ_D on the sphere (spherical Eq. 4)",
+         merge_method="nuslerp", form="nuslerp", curve=True),
+    Kind("multislerp", "Multi-SLERP", "#98df8a", method="multislerp",
+         method_title="Multi-SLERP: spherical mean of τ_G and ω·τ_D", merge_method="multislerp",
+         curve=True),
+    Kind("model_stock", "Model Stock", "#c5b0d5", "hexagon", method="model_stock",
+         method_title="Model Stock (no ω: weights from the models' angles)",
+         merge_method="model_stock", form="unweighted"),
+    Kind("sce", "SCE", "#c49c94", "hexagram", method="sce",
+         method_title="SCE (no ω: weights from the task vectors' variance)", merge_method="sce",
+         form="unweighted"),
+    Kind("karcher", "Karcher mean", "#f7b6d2", "star-diamond", method="karcher",
+         method_title="Karcher mean (no ω: the models' Riemannian mean)", merge_method="karcher",
+         form="unweighted", over_base=False),
     Kind("cft", "CFT", "#d62728", "square", role="reference"),
     Kind("rt", "RT", "#9467bd", "diamond", role="reference"),
 ):

@@ -109,6 +109,14 @@ def _recipes(m: dict[str, str]) -> dict[str, Recipe]:
         "nearswap": spread("nearswap", {"a": None}, "general", t=0.02),
         "arcee_fusion": spread("arcee_fusion", {"general": None, "a": None}, "general"),
         "passthrough": spread("passthrough", {"a": {"scale": 0.5}}),
+        # RAM: the tiny deltas are dense, so an epsilon near their scale makes some entries
+        # unique to one model and some shared
+        "ram": spread("ram", {"general": None, "a": None, "b": None}, "pre", epsilon=0.02),
+        "ram_default": spread("ram", {"a": None, "b": None}, "pre"),
+        "ramplus_tl": spread("ramplus_tl", {"general": None, "a": None, "b": None}, "pre",
+                             epsilon=0.015, r=0.5, alpha=0.3),
+        "ramplus_tl_default": spread("ramplus_tl", {"a": None, "b": None}, "pre"),
+        "bf16_ram": spread("ram", {"bf_a": None, "bf_b": None}, "bf_pre", epsilon=0.01),
         # slices: (model, layer_range, parameters) per source; the tiny models have 3 layers
         "slices_frankenmerge": sliced("passthrough", [[("a", (0, 2))], [("b", (1, 3))]]),
         "slices_frankenmerge_sharded": sliced("passthrough", [[("a", (0, 3))], [("b", (1, 2), {"scale": 0.5})]]),

@@ -31,6 +31,13 @@ BAD = [
     ({"merge_method": "nearswap", "base_model": "x", "models": [{"model": "y"}],
       "parameters": {"t": float("nan")}}, "finite"),
     ({"merge_method": "passthrough", "models": [{"model": "x"}, {"model": "y"}]}, "exactly 1"),
+    ({"merge_method": "ram", "models": [{"model": "y"}]}, "needs base_model"),
+    ({"merge_method": "ram", "base_model": "x", "models": [{"model": "y"}],
+      "parameters": {"epsilon": -0.1}}, "at least 0"),
+    ({"merge_method": "ramplus_tl", "base_model": "x", "models": [{"model": "y"}],
+      "parameters": {"r": "high"}}, "must be a number"),
+    ({"merge_method": "ramplus_tl", "base_model": "x",
+      "models": [{"model": "y", "parameters": {"weight": 1}}]}, "unknown parameter 'weight'"),
     ({"merge_method": "passthrough", "slices": [{"sources": [_S("x", (2, 1))]}]}, "layer_range"),
     ({"merge_method": "linear", "slices": [{"sources": [_S("x", (0, 2)), _S("y", (0, 3))]}]},
      "same number of layers"),
@@ -71,6 +78,8 @@ def _recipes(m):
         "nearswap": r("nearswap", ["a"], "g", t=0.01),
         "arcee_fusion": r("arcee_fusion", ["a"], "g"),
         "passthrough": r("passthrough", ["a"]),
+        "ram": r("ram", ["g", "a", "b"], "pre", epsilon=0.02),
+        "ramplus_tl": r("ramplus_tl", ["a", "b"], "pre", epsilon=0.02, r=0.4),
         "slices": Recipe.parse({"merge_method": "linear", "slices": [
             {"sources": [{**_S(m["g"], (0, 2)), "parameters": {"weight": 0.6}},
                          {**_S(m["a"], (1, 3)), "parameters": {"weight": 0.4}}]},
@@ -94,3 +103,85 @@ def test_swap_refuses_a_frankenmerge_with_another_layer_count(models):
         {"sources": [_S(models["a"], (0, 3))]}, {"sources": [_S(models["b"], (2, 3))]}]})
     with pytest.raises(MergeError, match="4 layers"):
         list(ResidentInputs().merged(recipe, num_layers=3))
+
+
+# ---- the catalogue's SLERP-pair and unweighted entries, through the sweep ------------------
+SWEEP_EXPERIMENT = """\
+name: tinysweep
+base: models/pre
+general: {model: models/general, size: 1000, steps: 100}
+skills:
+  science: {model: models/science, size: 200, steps: 20}
+  coding: {model: models/coding, size: 100, steps: 10}
+axes:
+  general: {suite: fake_general}
+  science: {suite: fake_science}
+  coding: {suite: fake_coding}
+engine: fake
+"""
+
+
+@pytest.fixture(scope="module")
+def sweep_points(tmp_path_factory):
+    from ptm_core.orchestrate.points import Grid, MergeKitBuilder, grid_points
+    from ptm_core.store.experiment import Experiment
+
+    root = tmp_path_factory.mktemp("sweep")
+    family(root / "models", names=("pre", "general", "science", "coding"))
+    (root / "tinysweep.yml").write_text(SWEEP_EXPERIMENT)
+    exp = Experiment.load(root / "tinysweep.yml")
+    pts, notes = grid_points(exp, MergeKitBuilder(), Grid(
+        omegas=[0.3], methods=["slerp", "nuslerp", "model_stock", "karcher"], baselines=False,
+        references=False))
+    assert notes == []
+    return exp, pts
+
+
+def test_the_sweep_builds_slerp_and_unweighted_points(sweep_points):
+    exp, pts = sweep_points
+    by = {(p.kind, p.skills): p for p in pts}
+    assert sorted(by) == sorted([(k, s) for k in ("slerp", "nuslerp") for s in (("science",), ("coding",))]
+                                + [(k, s) for k in ("model_stock", "karcher")
+                                   for s in (("science",), ("coding",), ("science", "coding"))])
+    slerp = Recipe.from_yaml(by["slerp", ("science",)].recipe_yaml)
+    assert slerp.merge_method == "slerp" and slerp.base_model == exp.general.model
+    assert slerp.parameters == {"t": 0.3} and slerp.inputs() == [exp.skills["science"].model]
+    assert by["slerp", ("science",)].omega == {"science": 0.3}
+    nu = Recipe.from_yaml(by["nuslerp", ("coding",)].recipe_yaml)
+    assert nu.base_model == exp.base and [m.parameters["weight"] for m in nu.models] == [0.7, 0.3]
+    stock = Recipe.from_yaml(by["model_stock", ("science", "coding")].recipe_yaml)
+    assert stock.base_model == exp.base and stock.inputs() == [
+        exp.general.model, exp.skills["science"].model, exp.skills["coding"].model]
+    assert by["model_stock", ("science", "coding")].omega == {"science": 1.0, "coding": 1.0}
+    assert by["model_stock", ("science",)].data_size == 200
+    karcher = Recipe.from_yaml(by["karcher", ("coding",)].recipe_yaml)
+    assert karcher.base_model is None and karcher.inputs() == [exp.general.model,
+                                                               exp.skills["coding"].model]
+
+
+@pytest.mark.parametrize("kind,skills", [("slerp", ("science",)), ("nuslerp", ("coding",)),
+                                         ("model_stock", ("science", "coding")),
+                                         ("karcher", ("science",))])
+def test_swap_builds_the_exported_tensors_of_sweep_points(sweep_points, tmp_path, kind, skills):
+    _, pts = sweep_points
+    point, = [p for p in pts if p.kind == kind and p.skills == skills]
+    recipe = Recipe.from_yaml(point.recipe_yaml)
+    exported = load_file(export(recipe, tmp_path / "out") / "model.safetensors")
+    swapped = dict(ResidentInputs().merged(recipe, num_layers=3))
+    assert set(swapped) == set(exported)
+    for k, v in swapped.items():
+        assert torch.equal(v, exported[k]), k
+
+
+def test_slerp_pair_ends_at_the_two_models(sweep_points, tmp_path):
+    """ω = 0 is θ_G and ω = 1 is θ_D, as on every curve of the paper."""
+    from ptm_core.merge.ptm import nuslerp, slerp
+    exp, _ = sweep_points
+    g = load_file(f"{exp.general.model}/model.safetensors")
+    d = load_file(f"{exp.skills['science'].model}/model.safetensors")
+    for build in (lambda w: slerp(exp.general.model, exp.skills["science"].model, w),
+                  lambda w: nuslerp(exp.base, exp.general.model, exp.skills["science"].model, w)):
+        for w, want in ((0.0, g), (1.0, d)):
+            got = dict(ResidentInputs().merged(build(w), num_layers=3))
+            worst = max((got[k] - want[k]).abs().max().item() for k in want)
+            assert worst < 1e-5, (w, worst)

@@ -56,6 +56,11 @@ class MergeRequest:
         if entry is None:
             raise AppDataError(f"unknown method {method!r}; one of {', '.join(catalogue.methods())}")
         om = tuple((k, round(float(v), 6)) for k, v in omegas.items())
+        if not entry.weighted:  # no ω: a skill is in (1) or out (0)
+            om = tuple((k, 1.0 if v != 0.0 else 0.0) for k, v in om)
+            if not any(v for _, v in om):
+                raise AppDataError(f"{entry.menu_title.split(' (')[0]} merges θ_G with skill "
+                                   "models: include at least one skill")
         if entry.one_skill and len(om) != 1:
             om = tuple((k, v) for k, v in om if v != 0.0)
             if len(om) != 1:
@@ -85,6 +90,9 @@ class MergeRequest:
         return {k: v for k, v in self.omegas if v != 0.0}
 
     def label(self) -> str:
+        if not self.entry.weighted:
+            return (f"{self.entry.menu_title.split(' (')[0]} θ_G + "
+                    + " + ".join(k for k, _ in self.omegas if _ != 0.0))
         om = ", ".join(f"ω_{k}={v:g}" for k, v in self.omegas if v != 0.0) or "all ω = 0 (θ_G)"
         extra = f", density={self.density:g}" if self.entry.sparse else ""
         return f"{self.entry.menu_title.split(':')[0].split(' (')[0]} {om}{extra}"

@@ -108,7 +108,8 @@ class ExperimentSource:
         """The MergeKit recipe of the request (ptm_core.merge), or AppDataError."""
         m = self.models()
         form = req.entry.form
-        need = ["general"] + ([] if form in ("wise_ft", "linear") else ["base"])
+        base = form not in ("wise_ft", "linear", "slerp") and req.entry.over_base
+        need = ["general"] + (["base"] if base else [])
         need += [k for k in req.active if form != "wise_ft"]
         need += [f"cft:{k}" for k in req.active if form == "wise_ft"]
         missing = [r for r in need if r not in m]

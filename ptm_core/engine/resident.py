@@ -75,5 +75,34 @@ class ResidentInputs:
                              f"{num_layers}: export it and load it as a new model instead")
         self.ensure(recipe.model_refs())
         sources = {ref: self.sources[ref] for ref in recipe.model_refs()}
+        _check_tokenizer_options(recipe, sources)
         with torch.no_grad():
             yield from merge_state(recipe, sources, num_layers=num_layers, seed=seed)
+
+
+def _check_tokenizer_options(recipe, sources) -> None:
+    """The swap replaces weights in a model that keeps its tokenizer and shapes: a recipe's
+    chat template cannot be served, and a tokenizer option only when the output vocabulary is
+    every input's own, token for token (then the merge is the same as without it)."""
+    from ptm_core.errors import MergeError
+    from ptm_core.merge.checkpoint import resolve_model_dir
+    from ptm_core.merge.vocab import build_vocabulary, is_vocab_tensor
+
+    if getattr(recipe, "chat_template", None) is not None:
+        raise MergeError("chat_template: the in-place swap serves the engine's own tokenizer and "
+                         "chat template; export the merge to write another template")
+    vs = recipe.vocabulary_source() if hasattr(recipe, "vocabulary_source") else None
+    if vs is None:
+        return
+    option = "tokenizer_source" if recipe.tokenizer_source is not None else "tokenizer"
+    refs = list(sources) + ([recipe.tokenizer_model()] if recipe.tokenizer_model() else [])
+    vocab = build_vocabulary(recipe, {r: resolve_model_dir(r) for r in refs})
+    rows = {}
+    for ref, src in sources.items():
+        name = next((n for n in src.tensor_names() if is_vocab_tensor(n)), None)
+        rows[ref] = src.shape(name)[0] if name else None
+    if not vocab.is_identity(rows):
+        raise MergeError(f"{option} {vs[0]!r}: the merged vocabulary ({vocab.size} tokens) is not "
+                         f"the inputs' own ({', '.join(sorted({str(r) for r in rows.values()}))} "
+                         "rows, token for token); the in-place swap cannot resize or reorder "
+                         "embed_tokens / lm_head: export the merge and load it as a new model")

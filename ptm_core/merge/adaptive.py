@@ -1,9 +1,9 @@
-"""Methods that weigh their inputs from the tensors themselves: Model Stock, SCE, NearSwap and
-Arcee Fusion.
+"""Methods that weigh their inputs from the tensors themselves: Model Stock, SCE, NearSwap,
+Arcee Fusion and RAM / RAM+ (tensor-local).
 
 Pure float32 tensor functions with MergeKit 0.1.5's operation order (merge_methods/
-model_stock.py, sce.py, nearswap.py, arcee_fusion.py). Each reads the whole tensor (angles,
-variances, quantiles) except NearSwap, which is elementwise.
+model_stock.py, sce.py, nearswap.py, arcee_fusion.py, ram.py). Each reads the whole tensor
+(angles, variances, quantiles, overlap counts) except NearSwap and RAM, which are elementwise.
 """
 
 from __future__ import annotations
@@ -93,3 +93,40 @@ def arcee_fusion(base: torch.Tensor, other: torch.Tensor,
                              .to(ordered.device)]
     mask = (importance >= median + 1.5 * (q3 - q1)).float()
     return base + (other - base) * mask
+
+
+def _ram_vectors(base: torch.Tensor, inputs: list[torch.Tensor], epsilon: float):
+    """Task vectors (flattened), which entries each changes by more than epsilon, and how many
+    inputs change each entry."""
+    tv = torch.stack([t - base for t in inputs], dim=0).view(len(inputs), -1)
+    nonzero = tv.abs() > epsilon
+    counts = nonzero.sum(dim=0, keepdim=True)
+    return tv, nonzero, counts, counts > 1, counts == 1
+
+
+def ram(base: torch.Tensor, inputs: list[torch.Tensor], epsilon: float = 1e-5) -> torch.Tensor:
+    """Reinforced Agent Merging: an entry changed by one input keeps that change; one changed
+    by several gets their mean change."""
+    if not inputs:
+        return base
+    tv, nonzero, counts, overlap, unique = _ram_vectors(base, inputs, epsilon)
+    tv = tv * nonzero
+    merged = ((tv * unique) + (tv * overlap / counts.clamp(min=1))).sum(dim=0, keepdim=True)
+    return base + merged.reshape_as(base)
+
+
+def ramplus_tl(base: torch.Tensor, inputs: list[torch.Tensor], r: float = 0.1,
+               alpha: float = 0.2, epsilon: float = 1e-5) -> torch.Tensor:
+    """RAM+ (tensor-local): as RAM, with each input's unique changes scaled up by
+    1 + r · min(alpha, shared / unique entries of that input in this tensor)."""
+    if not inputs:
+        return base
+    tv, nonzero, counts, overlap, unique = _ram_vectors(base, inputs, epsilon)
+    shared_n = (nonzero & overlap).sum(dim=1)
+    unique_n = (nonzero & unique).sum(dim=1)
+    rho = shared_n / unique_n.clamp(min=epsilon)
+    lam = 1 + r * rho.clamp(min=0, max=alpha)
+    tv = tv * nonzero
+    merged = ((tv * unique * lam.unsqueeze(-1))
+              + (tv * overlap / counts.clamp(min=1))).sum(dim=0, keepdim=True)
+    return base + merged.reshape_as(base)

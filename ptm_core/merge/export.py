@@ -24,10 +24,12 @@ from ptm_core import __version__
 from ptm_core.atomic import staging_dir
 from ptm_core.errors import PTMError
 from ptm_core.merge.card import model_card
-from ptm_core.merge.checkpoint import INDEX_NAME, Checkpoint, is_within
+from ptm_core.merge.checkpoint import INDEX_NAME, Checkpoint, is_within, resolve_model_dir
 from ptm_core.merge.plan import chunk_rows, merge_rows, plan_groups
 from ptm_core.merge.recipe import Recipe
 from ptm_core.merge.safetensors_io import OutTensor, write_safetensors
+from ptm_core.merge.vocab import (TOKENIZER_FILES, VocabularySources, build_vocabulary,
+                                  save_tokenizer, writes_tokenizer)
 
 DEFAULT_SHARD_BYTES = 2 * 1024**3
 T = TypeVar("T")
@@ -68,10 +70,15 @@ def export(recipe: Recipe, out_dir: str | Path, *, force: bool = False, seed: in
             raise PTMError(f"output {out} exists and is not a directory; --force replaces only "
                            "a directory")
         template = ckpts[recipe.template_model()]
-        groups = plan_groups(recipe, ckpts, template.num_layers)
+        paths = {ref: c.path for ref, c in ckpts.items()}
+        if recipe.tokenizer_model():
+            paths[recipe.tokenizer_model()] = resolve_model_dir(recipe.tokenizer_model())
+        vocab = build_vocabulary(recipe, paths) if recipe.vocabulary_source() else None
+        sources = VocabularySources(vocab, ckpts) if vocab is not None else ckpts
+        groups = plan_groups(recipe, sources, template.num_layers)
         dtype_name = recipe.out_dtype or recipe.dtype
         out_dtype = _TORCH_DTYPES[dtype_name] if dtype_name else template.main_dtype
-        entries = [OutTensor(g.name, out_dtype, ckpts[g.refs[0]].shape(g.names[0])) for g in groups]
+        entries = [OutTensor(g.name, out_dtype, sources[g.refs[0]].shape(g.names[0])) for g in groups]
         shards = plan_shards(entries, shard_bytes)
 
         with staging_dir(out, force=force) as tmp:
@@ -80,7 +87,7 @@ def export(recipe: Recipe, out_dir: str | Path, *, force: bool = False, seed: in
 
             tasks = [(g, rows) for g, e in zip(groups, entries) for rows in chunk_rows(recipe, e.shape)]
             merged = _ordered_parallel(
-                lambda task: merge_rows(recipe, ckpts, task[0], seed, task[1]), tasks, workers)
+                lambda task: merge_rows(recipe, sources, task[0], seed, task[1]), tasks, workers)
 
             def produce(entry: OutTensor):
                 for _ in chunk_rows(recipe, entry.shape):
@@ -96,7 +103,12 @@ def export(recipe: Recipe, out_dir: str | Path, *, force: bool = False, seed: in
                 index = {"metadata": {"total_size": sum(e.nbytes for e in entries)},
                          "weight_map": {e.name: f for f, s in zip(files, shards) for e in s}}
                 (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2))
-            _copy_support(template, tmp, dtype_name or _dtype_name(out_dtype), recipe.out_layers())
+            own_tokenizer = writes_tokenizer(recipe)
+            _copy_support(template, tmp, dtype_name or _dtype_name(out_dtype), recipe.out_layers(),
+                          vocab_size=vocab.size if vocab is not None else None,
+                          skip=TOKENIZER_FILES if own_tokenizer else frozenset())
+            if own_tokenizer:
+                save_tokenizer(recipe, vocab, template.path, paths, tmp)
             (tmp / RECIPE_NAME).write_text(recipe.to_yaml())
             inputs = {ref: c.fingerprint() for ref, c in ckpts.items()}
             (tmp / "README.md").write_text(model_card(
@@ -161,10 +173,14 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 def _copy_support(template: Checkpoint, dest: Path, dtype_name: str,
-                  num_layers: Optional[int] = None) -> None:
-    """Config, generation config and tokenizer files from the template model; the config's
-    dtype is set to what was written, and its layer count to the output's (slices:)."""
+                  num_layers: Optional[int] = None, vocab_size: Optional[int] = None,
+                  skip: frozenset[str] = frozenset()) -> None:
+    """Config, generation config and tokenizer files (but those in `skip`) from the template
+    model; the config's dtype is set to what was written, its layer count to the output's
+    (slices:) and its vocab_size to the output vocabulary's (tokenizer options)."""
     for src in template.support_files():
+        if src.name in skip:
+            continue
         if src.name == "config.json":
             cfg = dict(template.config)
             keys = [k for k in ("dtype", "torch_dtype") if k in cfg] or ["dtype"]
@@ -172,6 +188,8 @@ def _copy_support(template: Checkpoint, dest: Path, dtype_name: str,
             if num_layers is not None:
                 key = next((k for k in ("num_hidden_layers", "n_layer") if k in cfg), "num_hidden_layers")
                 cfg[key] = num_layers
+            if vocab_size is not None:
+                cfg["vocab_size"] = vocab_size
             (dest / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         else:
             shutil.copy2(src, dest / src.name)

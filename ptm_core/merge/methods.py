@@ -328,6 +328,16 @@ _OTHERS = (
                    base, inputs[0], shared["t"]),
                "https://huggingface.co/alchemonaut/QuartetAnemoi-70B-t0.0001", elementwise=True,
                min_inputs=1, max_inputs=1),
+    MethodSpec("ram", (ParamSpec("epsilon", float, "shared", 1e-5, minimum=0.0),), True,
+               lambda base, inputs, per_input, shared, generator: adaptive.ram(
+                   base, inputs, shared["epsilon"]),
+               "https://arxiv.org/abs/2601.13572", elementwise=True),
+    MethodSpec("ramplus_tl", (ParamSpec("r", float, "shared", 0.1),
+                              ParamSpec("alpha", float, "shared", 0.2),
+                              ParamSpec("epsilon", float, "shared", 1e-5, minimum=0.0)), True,
+               lambda base, inputs, per_input, shared, generator: adaptive.ramplus_tl(
+                   base, inputs, shared["r"], shared["alpha"], shared["epsilon"]),
+               "https://arxiv.org/abs/2601.13572"),
     MethodSpec("arcee_fusion", (), True,
                lambda base, inputs, per_input, shared, generator: adaptive.arcee_fusion(
                    base, inputs[0], generator),

@@ -198,6 +198,9 @@ def merge_chunks(recipe: Recipe, sources: Mapping[str, TensorSource], name: str,
 def merge_rows(recipe: Recipe, sources: Mapping[str, TensorSource], g: Group, seed: int,
                rows: Optional[tuple[int, int]]) -> torch.Tensor:
     name = g.name
+    view = getattr(sources, "for_refs", None)  # inputs in a recipe's own vocabulary (vocab.py)
+    if view is not None:
+        sources = view(g.refs)
     tensors = [sources[r].get(n, rows) for r, n in zip(g.refs, g.names)]
     # Elementwise methods carry any NaN/Inf of an input into the output (NaN*0 and inf-inf are
     # NaN), so checking the output is enough there; sparsifying methods could mask one out.

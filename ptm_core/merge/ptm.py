@@ -8,11 +8,16 @@ Each returns a MergeKit recipe, so the merge it describes reproduces with `merge
     -> linear, θ_G with weight 1 − ω and θ_D with weight ω (weights sum to 1)
 - WiSE-FT (Eqs. 5-6):   θ = θ_G + ω (θ_CFT − θ_G)
     -> task_arithmetic, base θ_G, θ_CFT with weight ω
+- SLERP θ_G → θ_D:   θ = slerp(ω; θ_G, θ_D)
+    -> slerp, base θ_G, θ_G and θ_D listed, t = ω (ω = 0: θ_G, ω = 1: θ_D)
+- NuSLERP τ_G → τ_D (a spherical Eq. 4):   θ = θ_pre + slerp(ω; τ_G, τ_D)
+    -> nuslerp, base θ_pre, θ_G weight 1 − ω, θ_D weight ω
+- unweighted methods (model_stock, sce, karcher): θ_G and every skill's θ_D, base θ_pre where
+    the method takes one; the method weighs the models itself, so there is no ω
 - heuristic (Eq. 7):   ω = |D| / |G|
 
 Merged checkpoints copy config and tokenizer (with its chat template) from the first model
-under `models:`: θ_G for task arithmetic and linear interpolation, θ_CFT (θ_G continued, same
-tokenizer) for WiSE-FT.
+under `models:`: θ_G for every form but WiSE-FT, θ_CFT (θ_G continued, same tokenizer) there.
 """
 
 from __future__ import annotations
@@ -66,3 +71,32 @@ def wise_ft(general: str, cft: str, omega: float) -> Recipe:
     return Recipe.parse({"merge_method": "task_arithmetic", "base_model": general, "models": [
         {"model": cft, "parameters": {"weight": _omega(omega, "WiSE-FT")}},
     ]})
+
+
+def slerp(general: str, skill: str, omega: float) -> Recipe:
+    """SLERP from θ_G (ω = 0) to θ_D (ω = 1) along the arc between them, tensor by tensor."""
+    return Recipe.parse({"merge_method": "slerp", "base_model": general,
+                         "parameters": {"t": _omega(omega, "SLERP")},
+                         "models": [{"model": general}, {"model": skill}]})
+
+
+def nuslerp(pre: str, general: str, skill: str, omega: float) -> Recipe:
+    """NuSLERP of the task vectors: θ_pre + slerp(ω; τ_G, τ_D), Eq. 4 with the chord replaced
+    by the arc (MergeKit's t is the second model's share of the weights: ω)."""
+    w = _omega(omega, "NuSLERP")
+    return Recipe.parse({"merge_method": "nuslerp", "base_model": pre, "models": [
+        {"model": general, "parameters": {"weight": 1.0 - w}},
+        {"model": skill, "parameters": {"weight": w}},
+    ]})
+
+
+def unweighted(method: str, pre: str | None, general: str, skills: Mapping[str, str],
+               **params: Any) -> Recipe:
+    """θ_G and each skill's θ_D under a method that weighs them itself (Model Stock, SCE,
+    Karcher); `pre` is the base where the method takes one (None: no base_model)."""
+    if not skills:
+        raise RecipeError(f"{method} needs at least one skill model besides θ_G")
+    models = [{"model": general}] + [{"model": path} for path in skills.values()]
+    return Recipe.parse({"merge_method": method, "models": models,
+                         **({"base_model": pre} if pre else {}),
+                         **({"parameters": params} if params else {})})

@@ -16,7 +16,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
@@ -58,6 +58,48 @@ class OutputSlice(_Strict):
         return self.sources[0].layer_range[1] - self.sources[0].layer_range[0]
 
 
+class TokenEmbedding(_Strict):
+    """Where a token's embedding comes from: a token of a model, or zeros."""
+    kind: Literal["model_token", "zero"]
+    model: Optional[str] = None
+    token_id: Optional[int] = None
+    token: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _one_token(self) -> "TokenEmbedding":
+        if self.kind == "zero":
+            if self.model is not None or self.token_id is not None or self.token is not None:
+                raise ValueError("a 'zero' token embedding takes no model, token or token_id")
+        elif not self.model or (self.token_id is None) == (self.token is None):
+            raise ValueError("a 'model_token' embedding needs model and exactly one of "
+                             "token_id or token")
+        if self.token_id is not None and self.token_id < 0:
+            raise ValueError(f"token_id must be >= 0, got {self.token_id}")
+        return self
+
+
+class TokenSetting(_Strict):
+    """`tokenizer.tokens.<token>`: its embedding's source (a model: its own embedding of the
+    token), and whether to use that source even where a model has the token."""
+    source: Union[str, TokenEmbedding, None] = None
+    force: bool = False
+
+
+class TokenizerSpec(_Strict):
+    """`tokenizer:` (MergeKit's TokenizerConfig): the vocabulary (union, base or a model),
+    tokens to add or re-source, and padding of the vocabulary size."""
+    source: str = "union"
+    tokens: Optional[dict[str, TokenSetting]] = None
+    pad_to_multiple_of: Optional[int] = None
+
+    @field_validator("pad_to_multiple_of")
+    @classmethod
+    def _positive(cls, v: Optional[int]) -> Optional[int]:
+        if v is not None and v < 1:
+            raise ValueError(f"pad_to_multiple_of must be at least 1, got {v}")
+        return v
+
+
 class Recipe(_Strict):
     merge_method: str
     base_model: Optional[str] = None
@@ -67,6 +109,8 @@ class Recipe(_Strict):
     dtype: Optional[str] = None
     out_dtype: Optional[str] = None
     tokenizer_source: Optional[str] = None
+    tokenizer: Optional[TokenizerSpec] = None
+    chat_template: Optional[str] = None
 
     # --- validation ----------------------------------------------------------------------
     @model_validator(mode="before")
@@ -112,13 +156,28 @@ class Recipe(_Strict):
     @field_validator("tokenizer_source")
     @classmethod
     def _tokenizer(cls, v: Optional[str]) -> Optional[str]:
-        if v == "union":
-            raise ValueError("tokenizer_source 'union' (vocabulary merging) is not supported")
+        if v is not None and not v.strip():
+            raise ValueError("tokenizer_source is empty (union, base or a model)")
+        return v
+
+    @field_validator("chat_template")
+    @classmethod
+    def _chat_template(cls, v: Optional[str]) -> Optional[str]:
+        """'auto' (the inputs' most common template) or a Jinja template's text. MergeKit's
+        built-in template names (chatml, llama3, ...) are its package data, not shipped here."""
+        if v is None or v == "auto":
+            return v
+        if len(v) < 20 or "{" not in v:
+            raise ValueError(f"chat_template {safe_yaml.shorten(repr(v), 60)} is neither 'auto' "
+                             "nor a Jinja template (MergeKit's built-in template names are not "
+                             "supported: give the template's text)")
         return v
 
     @model_validator(mode="after")
     def _check(self) -> "Recipe":
         spec = self.spec
+        if self.tokenizer_source is not None and self.tokenizer is not None:
+            raise ValueError("a recipe has either tokenizer_source or tokenizer:, not both")
         if self.models is not None and self.slices is not None:
             raise ValueError("a recipe has either models: or slices:, not both")
         if self.slices is not None:
@@ -240,6 +299,16 @@ class Recipe(_Strict):
         for key in ("base_model", "tokenizer_source"):
             if data.get(key) in mapping:
                 data[key] = mapping[data[key]]
+        tok = data.get("tokenizer")
+        if tok:
+            if tok.get("source") in mapping:
+                tok["source"] = mapping[tok["source"]]
+            for setting in (tok.get("tokens") or {}).values():
+                src = setting.get("source")
+                if isinstance(src, str) and src in mapping:
+                    setting["source"] = mapping[src]
+                elif isinstance(src, dict) and src.get("model") in mapping:
+                    src["model"] = mapping[src["model"]]
         for m in data.get("models", []):
             m["model"] = mapping.get(m["model"], m["model"])
         for sl in data.get("slices", []):
@@ -310,12 +379,29 @@ class Recipe(_Strict):
         return shared, per_input
 
     def template_model(self) -> str:
-        """The model whose config and tokenizer a merged checkpoint copies."""
-        if self.tokenizer_source and self.tokenizer_source != "base":
-            return self.tokenizer_source
-        if self.tokenizer_source == "base" and self.base_model:
+        """The model whose config (and, without a tokenizer option, tokenizer) a merged
+        checkpoint copies: the base with `tokenizer_source: base`, else the first model."""
+        if self.vocabulary_source() is not None and self.vocabulary_source()[0] == "base" \
+                and self.base_model:
             return self.base_model
         return self.models[0].model if self.models is not None else self.slices[0].sources[0].model
+
+    def vocabulary_source(self) -> Optional[tuple[str, dict, Optional[int]]]:
+        """(source, tokens, pad_to_multiple_of) when the recipe builds its output vocabulary
+        (tokenizer_source or tokenizer:), else None. source: union, base or a model."""
+        if self.tokenizer is not None:
+            return (self.tokenizer.source, dict(self.tokenizer.tokens or {}),
+                    self.tokenizer.pad_to_multiple_of)
+        if self.tokenizer_source is not None:
+            return self.tokenizer_source, {}, None
+        return None
+
+    def tokenizer_model(self) -> Optional[str]:
+        """A model named only as the tokenizer's source (not a merge input), if any."""
+        vs = self.vocabulary_source()
+        if vs is None or vs[0] in ("union", "base") or vs[0] in self.model_refs():
+            return None
+        return vs[0]
 
     def resolve(self, tensor_name: str, num_layers: Optional[int] = None) -> tuple[dict, list[dict]]:
         """Parameters for one tensor: (shared, [per-input dict for each of self.inputs()])."""

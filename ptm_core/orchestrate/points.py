@@ -24,6 +24,10 @@ class RecipeBuilder(Protocol):
                         **params: Any) -> RecipeLike: ...
     def linear(self, pre: str, general: str, skill: str, omega: float) -> RecipeLike: ...
     def wise_ft(self, general: str, cft: str, omega: float) -> RecipeLike: ...
+    def slerp(self, general: str, skill: str, omega: float) -> RecipeLike: ...
+    def nuslerp(self, pre: str, general: str, skill: str, omega: float) -> RecipeLike: ...
+    def unweighted(self, method: str, pre: str | None, general: str,
+                   skills: Mapping[str, str], **params: Any) -> RecipeLike: ...
     def single(self, model: str) -> RecipeLike: ...
     def load(self, yaml_text: str) -> RecipeLike: ...
 
@@ -43,6 +47,18 @@ class MergeKitBuilder:
         from ptm_core.merge import ptm
         return ptm.wise_ft(general, cft, omega)
 
+    def slerp(self, general, skill, omega):
+        from ptm_core.merge import ptm
+        return ptm.slerp(general, skill, omega)
+
+    def nuslerp(self, pre, general, skill, omega):
+        from ptm_core.merge import ptm
+        return ptm.nuslerp(pre, general, skill, omega)
+
+    def unweighted(self, method, pre, general, skills, **params):
+        from ptm_core.merge import ptm
+        return ptm.unweighted(method, pre, general, dict(skills), **params)
+
     def single(self, model):
         """One model as it is: a linear merge of one input with weight 1 (exact)."""
         from ptm_core.merge.recipe import Recipe
@@ -59,13 +75,21 @@ def method_recipe(b: RecipeBuilder, method: str, omegas: Mapping[str, float], *,
                   density: float = 0.5) -> RecipeLike:
     """The one way from (method, ω per skill) to a recipe, over checkpoints by role: θ_pre,
     θ_G, each skill's θ_D and (WiSE-FT) each skill's CFT checkpoint. One-skill methods take
-    exactly one ω."""
+    exactly one ω; unweighted methods (Model Stock, SCE, Karcher) merge θ_G with the θ_D of
+    every skill named in `omegas` and ignore the values."""
     entry = catalogue.method(method)
     if entry.one_skill:
         (skill, w), = omegas.items()
         if entry.form == "linear":
             return b.linear(pre, general, skills[skill], w)
+        if entry.form == "slerp":
+            return b.slerp(general, skills[skill], w)
+        if entry.form == "nuslerp":
+            return b.nuslerp(pre, general, skills[skill], w)
         return b.wise_ft(general, (cft or {})[skill], w)
+    if not entry.weighted:
+        return b.unweighted(entry.merge_method, pre if entry.over_base else None, general,
+                            {s: skills[s] for s in omegas})
     params: dict[str, Any] = {"density": float(density), "normalize": False} if entry.sparse else {}
     return b.task_arithmetic(pre, general, dict(skills), dict(omegas), method=entry.merge_method,
                              **params)
@@ -146,16 +170,46 @@ def ptm_point(exp: Experiment, b: RecipeBuilder, omegas: Mapping[str, float], *,
                       method=method, heuristic=heur)
 
 
-def linear_point(exp: Experiment, b: RecipeBuilder, skill: str, omega: float) -> Point:
-    """Eq. 4: θ_pre + ω τ_D + (1 − ω) τ_G."""
+def linear_point(exp: Experiment, b: RecipeBuilder, skill: str, omega: float, *,
+                 method: str = "linear") -> Point:
+    """A two-model interpolation θ_G → θ_D at ω: linear (Eq. 4: θ_pre + ω τ_D + (1 − ω) τ_G),
+    slerp (the arc θ_G → θ_D) or nuslerp (θ_pre + the arc τ_G → τ_D)."""
+    entry = catalogue.method(method)
+    if entry.form not in ("linear", "slerp", "nuslerp"):
+        raise PTMError(f"linear_point: method {method!r} does not interpolate θ_G → θ_D")
     w = round_omega(omega)
-    recipe = method_recipe(b, "linear", {skill: w}, pre=exp.base, general=exp.general.model,
+    recipe = method_recipe(b, method, {skill: w}, pre=exp.base, general=exp.general.model,
                            skills={skill: exp.skills[skill].model})
     heur = _is_heuristic(exp, skill, w)
-    return make_point(exp, recipe, kind="linear", skills=(skill,), omega={skill: w},
-                      label=f"linear ω_{skill}={_fmt(w)}" + (" (heuristic)" if heur else ""),
+    return make_point(exp, recipe, kind=entry.kind, skills=(skill,), omega={skill: w},
+                      label=f"{method} ω_{skill}={_fmt(w)}" + (" (heuristic)" if heur else ""),
                       data_size=exp.skills[skill].size, train_steps=exp.skill_steps(skill),
-                      method="linear", heuristic=heur)
+                      method=method, heuristic=heur)
+
+
+def unweighted_point(exp: Experiment, b: RecipeBuilder, method: str,
+                     skills: Iterable[str]) -> Point:
+    """A method that weighs its inputs itself (Model Stock, SCE, Karcher) over θ_G and the
+    given skills' θ_D: one point per skill set, with ω = 1 for each skill merged in (a
+    membership mark, not a weight: catalogue.FORMS)."""
+    entry = catalogue.method(method)
+    if entry.weighted:
+        raise PTMError(f"unweighted_point: method {method!r} takes ω")
+    wanted = set(skills)
+    unknown = sorted(wanted - set(exp.skills))
+    if unknown:
+        raise PTMError(f"unknown skill(s) {', '.join(unknown)} for experiment {exp.name!r} "
+                       f"(skills: {', '.join(exp.skills)})")
+    names = [s for s in exp.skills if s in wanted]  # experiment order
+    if not names:
+        raise PTMError(f"a {method} point needs at least one skill")
+    om = {s: 1.0 for s in names}
+    recipe = method_recipe(b, method, om, pre=exp.base, general=exp.general.model,
+                           skills={s: exp.skills[s].model for s in names})
+    return make_point(exp, recipe, kind=entry.kind, skills=names, omega=om,
+                      label=f"{method} θ_G + {' + '.join(names)}",
+                      data_size=sum(exp.skills[s].size for s in names),
+                      train_steps=_sum_or_none(exp.skill_steps(s) for s in names), method=method)
 
 
 def wise_ft_point(exp: Experiment, b: RecipeBuilder, skill: str, omega: float) -> Point | None:
@@ -175,17 +229,22 @@ def wise_ft_point(exp: Experiment, b: RecipeBuilder, skill: str, omega: float) -
 
 def method_point(exp: Experiment, b: RecipeBuilder, method: str,
                  omegas: Mapping[str, float], *, density: float = 0.5) -> Point | None:
-    """Any sweep method at the given ω. linear and wise_ft take exactly one skill."""
+    """Any sweep method at the given ω. One-skill methods (linear, wise_ft, slerp, nuslerp)
+    take exactly one skill; unweighted ones merge the skills whose ω is not 0."""
     entry = catalogue.methods().get(method)
     if entry is None:
         raise PTMError(f"unknown method {method!r}; methods: {', '.join(catalogue.methods())}")
+    if not entry.weighted:
+        return unweighted_point(exp, b, method, [s for s, w in omegas.items() if w != 0])
     if entry.one_skill:
         if len(omegas) != 1:
             raise PTMError(f"{method} interpolates one skill at a time; got {', '.join(omegas)}")
         (skill, w), = omegas.items()
         if skill not in exp.skills:
             raise PTMError(f"unknown skill {skill!r} for experiment {exp.name!r}")
-        return linear_point(exp, b, skill, w) if entry.form == "linear" else wise_ft_point(exp, b, skill, w)
+        if entry.form == "wise_ft":
+            return wise_ft_point(exp, b, skill, w)
+        return linear_point(exp, b, skill, w, method=method)
     return ptm_point(exp, b, omegas, method=method, density=density)
 
 
@@ -224,6 +283,15 @@ def grid_points(exp: Experiment, b: RecipeBuilder, grid: Grid) -> tuple[list[Poi
     if grid.together and grid.pairs and len(skills) > 2:
         notes.append("--together: pairs skipped (they are not all the chosen skills)")
     for method in grid.methods:
+        if not catalogue.method(method).weighted:
+            # no ω: each skill alone, and (pairs) each pair and all of them together
+            sets = [[s] for s in singles]
+            if grid.pairs and not (grid.together and len(skills) > 2):
+                sets += [list(p) for p in itertools.combinations(skills, 2)]
+            if len(skills) > 1:
+                sets.append(list(skills))
+            pts += [unweighted_point(exp, b, method, ss) for ss in sets]
+            continue
         for s in singles:
             ws = list(grid.omegas) + ([heur[s]] if grid.heuristic else [])
             for w in ws:

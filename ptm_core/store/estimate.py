@@ -245,7 +245,7 @@ def estimate_point(frame, kind: str, omega: Omega, *, axes: Sequence[str],
 
     ω = 0 everywhere is θ_G (`general`). Otherwise the curve of `kind` over the skills with
     ω ≠ 0 (`estimate` above); a kind with no curve of its own (TIES, DARE) is read on task
-    arithmetic's; several skills with no measured merge of that set add each skill's change
+    arithmetic's (not an unweighted one, whose ω = 1 only marks a skill merged in); several skills with no measured merge of that set add each skill's change
     from θ_G (no interference assumed). None when nothing is measured to estimate from.
     Estimated rows in `frame` (shipped estimates) are not used as measurements.
     """
@@ -261,7 +261,9 @@ def estimate_point(frame, kind: str, omega: Omega, *, axes: Sequence[str],
 
     def curve(om: Omega) -> dict[str, float]:
         out = {a: e.value for a, e in estimate_axes(frame, kind, om, axes).items()}
-        if not out and catalogue.curve_of(kind) != kind:
+        # an unweighted kind (Model Stock, SCE, Karcher: ω only marks membership) has no
+        # counterpart on task arithmetic's curve
+        if not out and catalogue.curve_of(kind) != kind and catalogue.KINDS[kind].weighted:
             out = {a: e.value for a, e in estimate_axes(frame, catalogue.curve_of(kind), om, axes).items()}
         return out
 

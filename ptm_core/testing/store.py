@@ -59,7 +59,9 @@ class FakeRecipe:
 
 class FakeBuilder:
     """Mirrors ptm_core.merge.ptm: task arithmetic (base θ_pre, θ_G weight 1, skills weight ω),
-    linear (θ_G 1−ω, θ_D ω), WiSE-FT (base θ_G, θ_CFT weight ω), single (linear, weight 1)."""
+    linear (θ_G 1−ω, θ_D ω), WiSE-FT (base θ_G, θ_CFT weight ω), slerp (base θ_G, t ω),
+    nuslerp (base θ_pre, θ_G 1−ω, θ_D ω), unweighted (θ_G and each θ_D, base θ_pre or none),
+    single (linear, weight 1)."""
 
     def task_arithmetic(self, pre, general, skills, omegas, *, method="task_arithmetic", **params):
         models = [{"model": general, "parameters": {"weight": 1.0}}]
@@ -77,6 +79,25 @@ class FakeBuilder:
     def wise_ft(self, general, cft, omega):
         return FakeRecipe({"merge_method": "task_arithmetic", "base_model": general,
                            "models": [{"model": cft, "parameters": {"weight": float(omega)}}]})
+
+    def slerp(self, general, skill, omega):
+        return FakeRecipe({"merge_method": "slerp", "base_model": general,
+                           "parameters": {"t": float(omega)},
+                           "models": [{"model": general}, {"model": skill}]})
+
+    def nuslerp(self, pre, general, skill, omega):
+        return FakeRecipe({"merge_method": "nuslerp", "base_model": pre, "models": [
+            {"model": general, "parameters": {"weight": 1.0 - omega}},
+            {"model": skill, "parameters": {"weight": float(omega)}}]})
+
+    def unweighted(self, method, pre, general, skills, **params):
+        d: dict[str, Any] = {"merge_method": method,
+                             "models": [{"model": general}] + [{"model": p} for p in skills.values()]}
+        if pre:
+            d["base_model"] = pre
+        if params:
+            d["parameters"] = dict(params)
+        return FakeRecipe(d)
 
     def single(self, model):
         return FakeRecipe({"merge_method": "linear", "models": [{"model": model, "parameters": {"weight": 1.0}}]})

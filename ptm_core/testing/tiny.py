@@ -119,3 +119,38 @@ def family(root: Path, names=("pre", "general", "skill_a", "skill_b"), seed=0,
                                      for k, v in base.items()}
         out[name] = save_llama(root / name, state, dtype=dtype, **cfg)
     return out
+
+
+def vocab_family(root: Path, added: dict[str, list[str]], seed: int = 0, scale: float = 0.02,
+                 **cfg) -> dict[str, Path]:
+    """Models whose tokenizers differ: each is the tiny BPE tokenizer plus its own `added`
+    tokens (the first name is the base), with embed_tokens / lm_head rows to match (the base's
+    rows plus noise, random rows for the added tokens). For vocabulary merges."""
+    from transformers import LlamaForCausalLM
+
+    root = Path(root)
+    names = list(added)
+    base_tok = build_tokenizer(root / "_tok")
+    torch.manual_seed(seed)
+    base = LlamaForCausalLM(tiny_llama_config(vocab_size=len(base_tok), **cfg)).state_dict()
+    out = {}
+    for i, name in enumerate(names):
+        g = torch.Generator().manual_seed(seed * 1000 + i)
+        tok = build_tokenizer(root / name)
+        tok.add_tokens(added[name])
+        tok.save_pretrained(str(root / name))
+        n = len(tok)
+        state = {}
+        for k, v in base.items():
+            v = v if i == 0 else v + scale * torch.randn(v.shape, generator=g)
+            if k in ("model.embed_tokens.weight", "lm_head.weight") and n > v.shape[0]:
+                v = torch.cat([v, 0.1 * torch.randn((n - v.shape[0], v.shape[1]), generator=g)])
+            state[k] = v.contiguous()
+        if cfg.get("tie_word_embeddings"):
+            state.pop("lm_head.weight", None)
+            state["lm_head.weight"] = state["model.embed_tokens.weight"]
+        model = LlamaForCausalLM(tiny_llama_config(vocab_size=n, **cfg))
+        model.load_state_dict(state)
+        model.save_pretrained(root / name, safe_serialization=True)
+        out[name] = root / name
+    return out
