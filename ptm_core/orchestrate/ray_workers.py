@@ -30,7 +30,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from ptm_core.errors import PTMError
 from ptm_core.orchestrate.evaluate import EngineFactory
@@ -83,11 +83,29 @@ def connect(address: str | None = None, *, num_cpus: float | None = None,
     if ray.is_initialized():
         return ray, False
     if address is None:
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                 configure_logging=False)
+        with _local_workers_import_this_checkout():
+            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                     configure_logging=False)
     else:
         ray.init(address=address, configure_logging=False)
     return ray, True
+
+
+@contextlib.contextmanager
+def _local_workers_import_this_checkout() -> Iterator[None]:
+    """The local Ray's processes inherit the environment at `ray.init`: with this checkout
+    first on their PYTHONPATH the actors import the driver's ptm_core, not another install.
+    (On a cluster every node runs its own install: docs/distributed.md.)"""
+    root = str(Path(__file__).resolve().parents[2])
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([root, *([before] if before else [])])
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
 
 
 def cluster_nodes(ray: Any) -> int:
@@ -146,8 +164,13 @@ class RayWorkers:
         self.refs: list[Any] = []
 
     def worker_ids(self, timeout_s: float | None = None) -> list[str]:
-        """Each actor's worker id (waits until every actor has started)."""
-        return self.ray.get([a.worker_id.remote() for a in self.actors], timeout=timeout_s)
+        """Each actor's worker id (waits until every actor has started). An actor that cannot
+        start (its store unreachable, ptm_core missing on its node) is a PTMError saying why."""
+        try:
+            return self.ray.get([a.worker_id.remote() for a in self.actors], timeout=timeout_s)
+        except self.ray.exceptions.RayActorError as e:
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            raise PTMError(f"workers: an actor could not start: {lines[-1] if lines else e}") from e
 
     def start(self, **loop: Any) -> None:
         """`loop`: run_worker's options (once, poll_s, lease_s, max_jobs, max_attempts, ...)."""
