@@ -167,3 +167,28 @@ def test_one_node_gets_an_absolute_sqlite_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     one = type("One", (), {"nodes": staticmethod(lambda: [{"Alive": True}, {"Alive": False}])})
     assert ray_workers._store_location("rel.sqlite", one) == str(tmp_path / "rel.sqlite")
+
+
+@needs_ray
+@pytest.mark.slow
+def test_bench_workers_runs_on_a_tiny_configuration(tmp_path, ray_local, capsys):
+    """`python -m ptm_core bench workers` on fake jobs (here, to share this module's Ray):
+    both backends, 1 and 2 workers, the store's ceiling; figures side by side, JSON last."""
+    import json
+
+    from ptm_core.bench import workers_bench
+
+    rc = workers_bench.main(["--source", "fake", "--jobs", "6", "--job-s", "0.05",
+                             "--workers", "1,2", "--ceiling-jobs", "10", "--lease", "30",
+                             "--workdir", str(tmp_path / "bench")])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0
+    out = json.loads(lines[-1])
+    assert lines[0].startswith("uptime before:") and "load average" in lines[0]
+    assert any(ln.startswith("uptime after:") for ln in lines)
+    backends = {"sqlite"} | ({"postgres"} if "postgres" not in out["skipped"] else set())
+    assert {(r["backend"], r["workers"]) for r in out["runs"]} == {(b, n) for b in backends for n in (1, 2)}
+    for r in out["runs"]:
+        assert r["jobs"] == 6 and r["jobs_per_s"] > 0 and sum(r["jobs_per_worker"]) == 6
+    assert set(out["store_ceiling_jobs_per_s"]) == backends
+    assert ray_local.is_initialized()

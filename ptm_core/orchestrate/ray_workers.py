@@ -43,8 +43,6 @@ from ptm_core.store.jobs import Fingerprinter, SuiteResolver
 from ptm_core.store.location import parse_location, redact
 from ptm_core.store.records import Job
 
-log = logging.getLogger("ptm_core.orchestrate.ray_workers")
-
 # Ray turns 127.0.0.1 into the machine's address unless it believes it runs where clusters are
 # unsupported; this variable (read when ray is imported) keeps a local instance on loopback.
 _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
