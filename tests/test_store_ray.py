@@ -80,6 +80,8 @@ def test_two_actors_drain_the_queue_exactly_once(tmp_path, store_at, ray_local):
     assert set(ids) <= set(rows) and len(set(ids)) == 2
     assert all(rows[i].host == socket.gethostname() and rows[i].state == "stopped" for i in ids)
     assert store.check() == "ok"
+    # the private local Ray is on loopback only
+    assert {n["NodeManagerAddress"] for n in ray_local.nodes()} == {"127.0.0.1"}
 
 
 @needs_ray

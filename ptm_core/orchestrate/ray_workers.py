@@ -71,19 +71,30 @@ def ray_module() -> Any:
 
 
 def connect(address: str | None = None, *, num_cpus: float | None = None,
-            num_gpus: float | None = None) -> tuple[Any, bool]:
+            num_gpus: float | None = None, start_attempts: int = 3) -> tuple[Any, bool]:
     """Join the cluster at `address`, or start a private local Ray (loopback only, no
-    dashboard). Returns (`ray`, whether this call connected: then it is this caller's to shut
-    down); an already initialised Ray is used as it is."""
+    dashboard; tried again when its start times out, as it can on a loaded machine). Returns
+    (`ray`, whether this call connected: then it is this caller's to shut down); an already
+    initialised Ray is used as it is."""
     if address is None:
         os.environ.setdefault(_LOOPBACK_ENV, "0")
     ray = ray_module()
     if ray.is_initialized():
         return ray, False
     if address is None:
-        with _local_workers_import_this_checkout():
-            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                     configure_logging=False)
+        for attempt in range(1, start_attempts + 1):
+            try:
+                with _local_workers_import_this_checkout():
+                    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                             configure_logging=False)
+                break
+            except Exception as e:  # Ray waits 30 s (fixed) for its raylet to register
+                if attempt == start_attempts or "timed out during startup" not in str(e):
+                    raise
+                print(f"workers: Ray's local start timed out (a loaded machine?); attempt "
+                      f"{attempt + 1} of {start_attempts}", file=sys.stderr, flush=True)
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
     else:
         ray.init(address=address, configure_logging=False)
     return ray, True
@@ -116,6 +127,8 @@ class EngineWorker:
     (max_concurrency=2), so `stop` reaches it while `run` works."""
 
     def __init__(self, location: str, name: str, wiring: Wiring):
+        # the loop's log lines (job done, failed, lease lost) reach the driver through Ray
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         self.store = Store(parse_location(location))
         self.id = f"{worker_id_default()}/{name}"  # host:pid/ray-TAG-i: the pool's workers
         self.wiring = wiring
