@@ -57,6 +57,7 @@ class Wiring:
     suite_resolver: SuiteResolver = default_suite_resolver
     builder: RecipeBuilder | None = None
     fingerprinter: Fingerprinter | None = None
+    log_level: int = logging.INFO  # the loop's log lines, forwarded to the driver by Ray
 
 
 # ---- Ray ------------------------------------------------------------------------------------
@@ -84,7 +85,7 @@ def connect(address: str | None = None, *, num_cpus: float | None = None,
     if address is None:
         for attempt in range(1, start_attempts + 1):
             try:
-                with _local_workers_import_this_checkout():
+                with _local_ray_environment():
                     ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                              configure_logging=False)
                 break
@@ -101,20 +102,24 @@ def connect(address: str | None = None, *, num_cpus: float | None = None,
 
 
 @contextlib.contextmanager
-def _local_workers_import_this_checkout() -> Iterator[None]:
-    """The local Ray's processes inherit the environment at `ray.init`: with this checkout
-    first on their PYTHONPATH the actors import the driver's ptm_core, not another install.
-    (On a cluster every node runs its own install: docs/distributed.md.)"""
+def _local_ray_environment() -> Iterator[None]:
+    """What the local Ray's processes inherit at `ray.init`: this checkout first on their
+    PYTHONPATH, so the actors import the driver's ptm_core and not another install (on a
+    cluster every node runs its own install: docs/distributed.md); and 5 minutes, not Ray's
+    60 s, for a worker process to register (the actors' processes start slowly on a loaded
+    machine; Ray reads RAY_<setting> from the environment)."""
     root = str(Path(__file__).resolve().parents[2])
-    before = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([root, *([before] if before else [])])
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "RAY_worker_register_timeout_seconds")}
+    os.environ["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [saved["PYTHONPATH"]])])
+    os.environ.setdefault("RAY_worker_register_timeout_seconds", "300")
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = before
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def cluster_nodes(ray: Any) -> int:
@@ -128,7 +133,8 @@ class EngineWorker:
 
     def __init__(self, location: str, name: str, wiring: Wiring):
         # the loop's log lines (job done, failed, lease lost) reach the driver through Ray
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        logging.basicConfig(level=wiring.log_level,
+                            format="%(asctime)s %(levelname)s %(message)s")
         self.store = Store(parse_location(location))
         self.id = f"{worker_id_default()}/{name}"  # host:pid/ray-TAG-i: the pool's workers
         self.wiring = wiring
@@ -179,7 +185,7 @@ class RayWorkers:
         start (its store unreachable, ptm_core missing on its node) is a PTMError saying why."""
         try:
             return self.ray.get([a.worker_id.remote() for a in self.actors], timeout=timeout_s)
-        except self.ray.exceptions.RayActorError as e:
+        except self.ray.exceptions.RayError as e:  # died, or could not be scheduled
             lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
             raise PTMError(f"workers: an actor could not start: {lines[-1] if lines else e}") from e
 
