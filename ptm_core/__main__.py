@@ -1,4 +1,4 @@
-"""`python -m ptm_core COMMAND ...`: merge, bench, worker, sweep, lab, app.
+"""`python -m ptm_core COMMAND ...`: merge, bench, worker, workers, sweep, lab, app.
 
 Subcommands import their modules lazily so `merge` does not pay for vLLM or Streamlit.
 """
@@ -17,6 +17,7 @@ from ptm_core.errors import PTMError
 COMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("ptm_core.merge.cli", "merge models from a MergeKit YAML recipe into OUT_DIR"),
     "worker": ("ptm_core.orchestrate.worker", "run the evaluation worker (claims jobs from the store)"),
+    "workers": ("ptm_core.orchestrate.ray_workers", "run N workers, each a warm engine, as Ray actors (local or a cluster)"),
     "sweep": ("ptm_core.orchestrate.sweep", "evaluate a grid of recipes for an experiment"),
     "search": ("ptm_core.search.cli", "suggest ω, measure, refit: the best merge without the full grid"),
     "cached": ("ptm_core.store.cached_cli", "import/export shipped results in cached_runs/*.jsonl"),
@@ -27,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 BENCHES: dict[str, tuple[str, str]] = {
     "merge": ("ptm_core.bench.merge_bench", "streaming merge vs mergekit-yaml vs copy floor"),
     "swap": ("ptm_core.bench.swap_bench", "warm in-engine weight swap vs cold export+restart"),
+    "workers": ("ptm_core.bench.workers_bench", "1 vs N warm workers (Ray actors) draining one queue, SQLite and PostgreSQL"),
     "search": ("ptm_core.search.bench", "search vs random vs grid: hypervolume per evaluation (lab replay)"),
     "app": ("ptm_core.app.bench", "app rerun (server) and chart update (browser) latency"),
 }

@@ -181,12 +181,8 @@ def run_worker(store: Store, engine_factory: EngineFactory, suite_resolver: Suit
     return stats
 
 
-def main(argv: Sequence[str] | None = None, *, engine_factory: EngineFactory | None = None,
-         suite_resolver: SuiteResolver | None = None, builder: RecipeBuilder | None = None,
-         fingerprinter: Fingerprinter | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ptm_core worker",
-                                 description="Claim evaluation jobs from the store and run them "
-                                             "on a warm engine.")
+def add_loop_arguments(ap: argparse.ArgumentParser) -> None:
+    """The worker loop's options, shared with `python -m ptm_core workers` (ray_workers.py)."""
     ap.add_argument("--store", default=None, help=f"SQLite file or postgresql:// URL "
                                                   f"(default: $PTM_STORE or {default_store_path()})")
     ap.add_argument("--once", action="store_true", help="exit when the queue is empty")
@@ -194,8 +190,17 @@ def main(argv: Sequence[str] | None = None, *, engine_factory: EngineFactory | N
     ap.add_argument("--lease", type=float, default=60.0,
                     help="seconds without a heartbeat before a job returns to the queue")
     ap.add_argument("--max-jobs", type=int, default=None)
-    ap.add_argument("--id", default=None, help="worker id (default host:pid)")
     ap.add_argument("--no-cached", action="store_true", help="do not import cached_runs/")
+
+
+def main(argv: Sequence[str] | None = None, *, engine_factory: EngineFactory | None = None,
+         suite_resolver: SuiteResolver | None = None, builder: RecipeBuilder | None = None,
+         fingerprinter: Fingerprinter | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ptm_core worker",
+                                 description="Claim evaluation jobs from the store and run them "
+                                             "on a warm engine.")
+    add_loop_arguments(ap)
+    ap.add_argument("--id", default=None, help="worker id (default host:pid)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     store = Store(args.store or default_store_path(),

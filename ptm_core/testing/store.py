@@ -170,23 +170,47 @@ def quadratic_score(exp: Experiment, axis: str) -> Callable[[dict[str, float]], 
     return f
 
 
-def fake_suite_resolver(*, fail_axes: Mapping[str, str] | None = None, version: str = "1",
-                        n_items: int = 4) -> Callable[[Experiment, str], FakeSuite]:
-    lock = threading.Lock()
-    made: dict[tuple[str, str], FakeSuite] = {}
+class FakeSuiteResolver:
+    """`resolver(exp, axis) -> FakeSuite`, one suite per (experiment, axis), remembered in
+    `made`. Picklable (its lock is made anew), so Ray actors and subprocesses can take one."""
 
-    def resolve(exp: Experiment, axis: str) -> FakeSuite:
-        with lock:
+    def __init__(self, *, fail_axes: Mapping[str, str] | None = None, version: str = "1",
+                 n_items: int = 4):
+        self.fail_axes, self.version, self.n_items = dict(fail_axes or {}), version, n_items
+        self.made: dict[tuple[str, str], FakeSuite] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, exp: Experiment, axis: str) -> FakeSuite:
+        with self._lock:
             k = (exp.name, axis)
-            if k not in made:
+            if k not in self.made:
                 spec = exp.axes[axis]
-                made[k] = FakeSuite(name=spec.suite, version=version,
-                                    score=quadratic_score(exp, axis), n_items=n_items,
-                                    fail=(fail_axes or {}).get(axis), metric=spec.metric or "score")
-            return made[k]
+                self.made[k] = FakeSuite(name=spec.suite, version=self.version,
+                                         score=quadratic_score(exp, axis), n_items=self.n_items,
+                                         fail=self.fail_axes.get(axis),
+                                         metric=spec.metric or "score")
+            return self.made[k]
 
-    resolve.made = made  # type: ignore[attr-defined]
-    return resolve
+    def __getstate__(self) -> dict:
+        return {"fail_axes": self.fail_axes, "version": self.version, "n_items": self.n_items}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+
+def fake_suite_resolver(*, fail_axes: Mapping[str, str] | None = None, version: str = "1",
+                        n_items: int = 4) -> FakeSuiteResolver:
+    return FakeSuiteResolver(fail_axes=fail_axes, version=version, n_items=n_items)
+
+
+@dataclass(frozen=True)
+class FakeEngineFactory:
+    """`factory(experiment) -> FakeEngine`, picklable (for Ray actors and subprocesses)."""
+
+    generate_delay_s: float = 0.0
+
+    def __call__(self, experiment: Experiment) -> FakeEngine:
+        return FakeEngine(generate_delay_s=self.generate_delay_s)
 
 
 EXPERIMENT_YAML = """\
