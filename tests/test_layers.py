@@ -32,7 +32,8 @@ ALLOWED: dict[str, set[str]] = {
     "smollm2": ROOT | {"merge", "engine", "evals", "store", "analysis"},  # a world
     "orchestrate": ROOT | {"merge", "engine", "evals", "store"},  # worlds: by name, worlds.py
     "search": ROOT | {"merge", "engine", "evals", "store", "analysis", "orchestrate"},
-    "bench": ROOT | {"merge", "engine", "evals", "testing"},  # benchmarks build tiny models
+    # benchmarks build tiny models; `bench live` runs the real store, queue and worker loop
+    "bench": ROOT | {"merge", "engine", "evals", "store", "orchestrate", "testing"},
     "testing": ROOT | {"merge", "engine", "evals", "store", "analysis", "orchestrate"},
     "app": ROOT | {"merge", "engine", "store", "analysis", "orchestrate", "lab", "search"},
     "pages": ROOT | {"app", "analysis"},

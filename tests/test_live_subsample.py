@@ -221,3 +221,25 @@ def test_the_merge_page_shows_the_subsample_first_then_the_full_measurement(tmp_
     metrics = {m.label: m.value for m in at.metric}
     assert not any("preliminary" in label or "(est.)" in label for label in metrics)
     assert metrics["Science"] == f"{exact:.1f}"
+
+
+# --- bench live: the contract on the fakes -----------------------------------------------------
+def test_bench_live_reports_first_then_full_through_the_real_worker_loop(tmp_path):
+    import json
+
+    from ptm_core.bench import live_bench
+    from ptm_core.testing.store import fake_suite_resolver
+
+    path = write_experiment(tmp_path)
+    r = live_bench.run(path, K, poll_s=0.05, timeout_s=60, engine_factory=lambda e: FakeEngine(),
+                       suite_resolver=fake_suite_resolver(), builder=FakeBuilder(),
+                       fingerprinter=fake_fingerprinter)
+    json.dumps(r)  # the last line is JSON
+    assert 0 < r["first_s"] <= r["full_s"] == r["live"]["full_s"]
+    live = [j["subsample"] for j in r["live"]["jobs"]]
+    n = len(live) // 2
+    assert live == [K] * n + [None] * n  # every subsample job listed before the full ones
+    assert [j["subsample"] for j in r["full_only"]["jobs"]] == [None] * n
+    assert r["full_only"]["first_s"] == r["full_only"]["full_s"]  # nothing preliminary there
+    text = live_bench.report(r)
+    assert "first answer" in text and "load before" in text

@@ -20,6 +20,10 @@ from ptm_core.store.point import Point
 from ptm_core.store.records import EnqueueOutcome, JobSpec
 
 
+# Items per suite in the first pass of a live (app) request; the app's PTM_APP_SUBSAMPLE.
+LIVE_SUBSAMPLE = 10
+
+
 def default_fingerprinter() -> Fingerprinter:
     """Checkpoint fingerprints (ptm_core.merge.checkpoint), cached per directory state."""
 
