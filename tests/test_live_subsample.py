@@ -118,6 +118,19 @@ def test_a_live_point_writes_subsample_records_then_full_ones_and_both_are_kept(
     assert {o.status for o in again} == {"cached"}
 
 
+def test_no_subsample_job_for_a_suite_already_measured_in_full(lab):
+    store, exp, resolver = lab
+    point = ptm_point(exp, FakeBuilder(), {"science": 0.5})
+    enqueue_points(store, exp, [point], resolver, fake_fingerprinter, builder=FakeBuilder(),
+                   axes=["science"])
+    _work(store, resolver)  # science measured in full, the other suites not at all
+    outs = enqueue_points(store, exp, [point], resolver, fake_fingerprinter, builder=FakeBuilder(),
+                          subsample=K)
+    n = len(exp.suite_groups())
+    assert len(outs) == 2 * (n - 1) + 1  # no subsample job for science; its full run: cached
+    assert sorted(o.status for o in outs) == ["cached"] + ["queued"] * 2 * (n - 1)
+
+
 def test_the_frame_marks_a_subsample_row_preliminary_then_prefers_the_full_record(lab):
     store, exp, resolver = lab
     point = ptm_point(exp, FakeBuilder(), {"science": 0.5})

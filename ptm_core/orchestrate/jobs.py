@@ -116,9 +116,18 @@ def enqueue_points(store: Any, exp: Experiment, points: Sequence[Point],
 
 
 def enqueue_specs(store: Any, specs: Sequence[JobSpec], *, priority: int = 0) -> list[EnqueueOutcome]:
-    """Queue planned specs: subsample jobs one priority above the rest (outcomes in order)."""
-    quick = [s for s in specs if subsample_of(s.components["suite_options"]) is not None]
-    full = [s for s in specs if subsample_of(s.components["suite_options"]) is None]
+    """Queue planned specs, subsample jobs one priority above the rest. A subsample job whose
+    full run is already stored is left out (it could only show an older, rougher number):
+    the outcomes are those of the specs kept, in order."""
+    def is_quick(s: JobSpec) -> bool:
+        return subsample_of(s.components["suite_options"]) is not None
+
+    full = [s for s in specs if not is_quick(s)]
+    if len(full) < len(specs):
+        have = store.existing_keys([s.key for s in full])
+        measured = {(s.point.point_id, s.suite_ref) for s in full if s.key in have}
+        specs = [s for s in specs if not (is_quick(s) and (s.point.point_id, s.suite_ref) in measured)]
+    quick = [s for s in specs if is_quick(s)]
     outs = store.enqueue_many(quick, priority=priority + 1) if quick else []
     by_spec = dict(zip(map(id, quick), outs))
     by_spec.update(zip(map(id, full), store.enqueue_many(full, priority=priority) if full else []))
