@@ -1,6 +1,7 @@
 """Merge & export: ω per skill, the method and its parameters. Cached scores appear at once;
 uncached points go to the worker as jobs (progress shown, an estimate marked as such until the
-measured score arrives). Export writes the checkpoint and its card under the export directory."""
+measured score arrives: first on a subsample of each suite, marked preliminary, then in full).
+Export writes the checkpoint and its card under the export directory."""
 
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from ptm_core import catalogue
+from ptm_core.analysis.results import preliminary_note
 from ptm_core.app import data, ui
 
 PAGE = "merge"
@@ -70,17 +72,24 @@ row = source.lookup(req)
 g = res.general_row()
 base = {a: res.score(g, a) for a in res.axes} if g is not None else None
 measured = row is not None and not bool(row["estimated"])
+preliminary = measured and bool(row["preliminary"])
 if measured:
     scores = {a: res.score(row, a) for a in res.axes if res.score(row, a) is not None}
+if measured and not preliminary:
     st.success(f"Measured: {row['label']}", icon=":material/check_circle:")
     ui.metric_row(scores, base, res.axes)
 else:
-    scores = source.estimate(req) or {}
-    try:
+    if not measured:
+        scores = source.estimate(req) or {}
+    try:  # a preliminary point's full jobs are already queued: this finds them
         sub = ui.submit_once(source, req)
     except Exception as e:  # noqa: BLE001
         st.error(f"Could not queue this point: {e}")
         sub = None
+    if preliminary:
+        st.info(f"Measured {preliminary_note(row)}: {row['label']} on a subsample of "
+                "each suite, with its wider 95 % interval; replaced by the full suites' scores "
+                "when they finish.", icon=":material/timelapse:")
     if not source.can_queue():
         st.info("Not measured, and this experiment is read-only (no job queue): the scores "
                 "below are an **estimate** interpolated from cached points.", icon=":material/straighten:")
@@ -98,7 +107,9 @@ else:
                 st.progress(p.fraction, text=f"Job {p.state}{wait}: "
                             f"{p.message or 'evaluating'} ({100 * p.fraction:.0f}%)")
         job_progress()
-    if scores:
+    if preliminary:
+        ui.metric_row(scores, base, res.axes, note=preliminary_note(row))
+    elif scores:
         st.caption("**Estimate** — not measured; replaced by the measured score when it arrives.")
         ui.metric_row(scores, base, res.axes, estimated=True)
     else:
@@ -107,7 +118,8 @@ else:
 if scores:
     ui.csv_download(lambda: pd.DataFrame([{
         "recipe": req.label(), "method": req.method, "omega": str(req.active), "density": req.density,
-        "measured": measured, **scores}]), f"scores_{req.method}", key=f"{PAGE}:scores_csv",
+        "measured": measured, "preliminary": preliminary, **scores}]), f"scores_{req.method}",
+        key=f"{PAGE}:scores_csv",
         label="Scores (CSV)")
 
 # --- where this recipe stands ----------------------------------------------------------------------
@@ -139,7 +151,8 @@ st.caption(f"Writes a Hugging Face checkpoint (safetensors, config, tokenizer) a
 if st.button("Export checkpoint", type="primary", key=f"{PAGE}:export"):
     try:
         with st.spinner("Merging to disk…"):
-            result = data.export_merge(source, req, name, scores if measured else None, cfg,
+            result = data.export_merge(source, req, name, scores if measured and not preliminary
+                                       else None, cfg,
                                        force=overwrite)
         st.session_state["merge:last_export"] = str(result.path)
         st.toast(f"Exported to {result.path}")

@@ -29,6 +29,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "merge": ("ptm_core.bench.merge_bench", "streaming merge vs mergekit-yaml vs copy floor"),
     "swap": ("ptm_core.bench.swap_bench", "warm in-engine weight swap vs cold export+restart"),
     "workers": ("ptm_core.bench.workers_bench", "1 vs N warm workers (Ray actors) draining one queue, SQLite and PostgreSQL"),
+    "live": ("ptm_core.bench.live_bench", "an uncached point as the app sees it: enqueue -> first (subsample) -> full"),
     "search": ("ptm_core.search.bench", "search vs random vs grid: hypervolume per evaluation (lab replay)"),
     "app": ("ptm_core.app.bench", "app rerun (server) and chart update (browser) latency"),
 }

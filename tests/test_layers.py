@@ -32,7 +32,8 @@ ALLOWED: dict[str, set[str]] = {
     "smollm2": ROOT | {"merge", "engine", "evals", "store", "analysis"},  # a world
     "orchestrate": ROOT | {"merge", "engine", "evals", "store"},  # worlds: by name, worlds.py
     "search": ROOT | {"merge", "engine", "evals", "store", "analysis", "orchestrate"},
-    # benchmarks build tiny models and drive the workers (bench workers: the queue, Ray actors)
+    # benchmarks build tiny models and drive the store, the queue and the worker loop
+    # (bench workers: Ray actors; bench live: enqueue -> first -> full)
     "bench": ROOT | {"merge", "engine", "evals", "store", "orchestrate", "testing"},
     "testing": ROOT | {"merge", "engine", "evals", "store", "analysis", "orchestrate"},
     "app": ROOT | {"merge", "engine", "store", "analysis", "orchestrate", "lab", "search"},

@@ -20,6 +20,7 @@ from ptm_core.analysis.results import (
     axis_title,
     kind_title,
     pareto_front,
+    preliminary_note,
 )
 
 # Colours of what is not a kind of point (kinds take theirs from ptm_core.catalogue).
@@ -88,6 +89,9 @@ def _hover(row, x: str, y: str, skill: str | None = None, extra: str = "") -> st
         lines.append(f"training steps: {_int(row['train_steps'])}")
     if row.get("estimated"):
         lines.append("<i>estimate, not measured</i>")
+    if preliminary_note(row):
+        lines.append(f"<i>{preliminary_note(row)}: on a subsample, refined when the full "
+                     "suites finish</i>")
     if row.get("source"):
         lines.append(f"source: {row['source']}")
     if extra:

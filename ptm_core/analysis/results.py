@@ -87,7 +87,8 @@ def normalize(frame: pd.DataFrame | None) -> pd.DataFrame:
     for col in META:
         if col not in df.columns:
             df[col] = None
-    for col, default in (("source", ""), ("estimated", False)):
+    for col, default in (("source", ""), ("estimated", False), ("preliminary", False),
+                         ("subsample_n", None)):
         if col not in df.columns:
             df[col] = default
     df = df.reset_index(drop=True)
@@ -96,6 +97,9 @@ def normalize(frame: pd.DataFrame | None) -> pd.DataFrame:
     df["omega_d"] = [parse_omega(v) for v in df["omega"]]
     df["skill_set"] = [split_skills(v) for v in df["skills"]]
     df["estimated"] = df["estimated"].fillna(False).astype(bool)
+    # a row measured on a subsample of some suite (the app's quick pass), not yet in full
+    df["preliminary"] = df["preliminary"].fillna(False).astype(bool)
+    df["subsample_n"] = pd.to_numeric(df["subsample_n"], errors="coerce").astype("Int64")
     df["source"] = df["source"].fillna("").astype(str)
     for col in ("data_size", "train_steps"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
@@ -118,6 +122,14 @@ def axes_of(df: pd.DataFrame) -> list[str]:
 def is_interval_column(df: pd.DataFrame, column: str) -> bool:
     """`<axis>_lo` / `<axis>_hi`: a bound of an axis's 95 % interval, not an axis."""
     return column.endswith(("_lo", "_hi")) and column[:-3] in df.columns
+
+
+def preliminary_note(row: Mapping | pd.Series | None) -> str:
+    """"(preliminary, n=8)" for a row measured so far on a subsample of some suite; "" else."""
+    if row is None or not bool(row.get("preliminary", False)):
+        return ""
+    n = row.get("subsample_n")
+    return "(preliminary, n=" + (str(int(n)) if n is not None and not pd.isna(n) else "?") + ")"
 
 
 def interval(row: pd.Series | None, axis: str) -> tuple[float, float]:

@@ -39,6 +39,8 @@ class Settings:
     default_experiment: str
     zip_limit_bytes: int
     worker_stale_s: float
+    # an uncached point is measured on this many items of each suite first (0: full only)
+    live_subsample: int = 10
 
 
 def settings() -> Settings:
@@ -57,7 +59,15 @@ def settings() -> Settings:
         default_experiment=env.get("PTM_APP_EXPERIMENT", "lab"),
         zip_limit_bytes=int(float(env.get("PTM_ZIP_LIMIT_MB", "200")) * 1024 * 1024),
         worker_stale_s=float(env.get("PTM_WORKER_STALE_S", "30")),
+        live_subsample=_live_subsample(env.get("PTM_APP_SUBSAMPLE")),
     )
+
+
+def _live_subsample(value: str | None) -> int:
+    if value is None:
+        from ptm_core.orchestrate.jobs import LIVE_SUBSAMPLE  # lazy: the store's models
+        return LIVE_SUBSAMPLE
+    return max(0, int(value))
 
 
 def _store_location(value: str | None) -> Path | str | None:

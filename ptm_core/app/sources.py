@@ -283,10 +283,11 @@ class StoreSource(ExperimentSource):
     def submit(self, req: MergeRequest) -> Submission:
         from ptm_core.orchestrate.jobs import enqueue_points
         point = self._point(req)
-        try:
+        try:  # a subsample of every suite first, then the full suites (docs/app.md)
             outs = enqueue_points(self.store, self.exp, [point],
                                   WIRING["suite_resolver"] or _suite_resolver(),
-                                  WIRING["fingerprinter"], builder=self._builder)
+                                  WIRING["fingerprinter"], builder=self._builder,
+                                  subsample=settings().live_subsample or None)
         except PTMError as e:
             raise AppDataError(f"cannot queue {req.label()}: {e}") from None
         ids = [o.job_id for o in outs if o.job_id is not None]

@@ -312,7 +312,9 @@ def points_csv(res: Results, axes: list[str]) -> Callable[[], pd.DataFrame]:
 
 
 def metric_row(scores: Mapping[str, float], base: Mapping[str, float] | None, axes: list[str],
-               *, estimated: bool = False) -> None:
+               *, estimated: bool = False, note: str = "") -> None:
+    """One metric per axis with its change against θ_G; "(est.)" on estimates, `note` (e.g.
+    "(preliminary, n=10)") after each title."""
     cols = st.columns(max(1, len(axes)))
     for col, a in zip(cols, axes):
         v = scores.get(a)
@@ -322,7 +324,8 @@ def metric_row(scores: Mapping[str, float], base: Mapping[str, float] | None, ax
         delta = None
         if base and base.get(a) is not None:
             delta = f"{v - base[a]:+.1f} vs θ_G"
-        col.metric(_title(a) + (" (est.)" if estimated else ""), f"{v:.1f}", delta)
+        col.metric(_title(a) + (" (est.)" if estimated else "") + (f" {note}" if note else ""),
+                   f"{v:.1f}", delta)
 
 
 def _title(axis: str) -> str:

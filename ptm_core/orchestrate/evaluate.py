@@ -16,8 +16,8 @@ from ptm_core.orchestrate.points import MergeKitBuilder, RecipeBuilder
 from ptm_core.store.experiment import Experiment, ExperimentError
 from ptm_core.store.frame import axis_value
 from ptm_core.store.jobs import (
-    Fingerprinter, JobMismatchError, SuiteResolver, check_point_fits, record_for, suite_options,
-    weights_key,
+    Fingerprinter, JobMismatchError, SuiteResolver, check_point_fits, record_for, subsample_of,
+    suite_options, weights_key,
 )
 from ptm_core.store.keys import diff_components, engine_key, key_components
 from ptm_core.store.records import JobSpec, ResultRecord
@@ -66,6 +66,7 @@ class Evaluator:
         self.max_engines = max(1, max_engines)
         self._engines: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._suites: dict[tuple[str, str, str], Any] = {}
+        self._subsamples: dict[tuple[str, str, str, int], Any] = {}
         self._applied: dict[int, str | None] = {}
         self.last_recipe_key: str | None = None
         self.engines_built = 0
@@ -89,16 +90,29 @@ class Evaluator:
         self._engines[k] = eng
         return eng
 
-    def suite(self, exp: Experiment, ref: str) -> Any:
+    def suite(self, exp: Experiment, ref: str, subsample: int | None = None) -> Any:
+        """The axis's suite (resolved once), or its subsample of `subsample` items."""
         k = (exp.name, exp.content_hash(), ref)
         if k not in self._suites:
             if ref not in exp.axes:
                 raise JobMismatchError(f"the job asks for axis {ref!r}, which experiment "
                                        f"{exp.name!r} does not have (axes: {', '.join(exp.axes)})")
             self._suites[k] = self.suite_resolver(exp, ref)
-        return self._suites[k]
+        if subsample is None:
+            return self._suites[k]
+        sk = (*k, subsample)
+        if sk not in self._subsamples:
+            from ptm_core.evals.subsample import can_subsample, subsample_suite
+            full = self._suites[k]
+            if not can_subsample(full, subsample):
+                raise JobMismatchError(f"the job asks for suite {full.name!r} on {subsample} of "
+                                       f"its items, which it cannot run (it has fewer, or no "
+                                       f"list of items)")
+            self._subsamples[sk] = subsample_suite(full, subsample)
+        return self._subsamples[sk]
 
-    def verify(self, exp: Experiment, spec: JobSpec, recipe: Any, suite: Any, engine_kind: str) -> None:
+    def verify(self, exp: Experiment, spec: JobSpec, recipe: Any, suite: Any, engine_kind: str,
+               subsample: int | None = None) -> None:
         """Re-derive the key from what will actually run; refuse a job that became stale."""
         check_point_fits(exp, spec.point)
         refs = list(recipe.model_refs())
@@ -109,7 +123,7 @@ class Evaluator:
         actual = key_components(
             recipe_key=weights_key(recipe, fps), fingerprints=fps,
             suite=suite.name, suite_version=suite.version, sampling=suite.sampling,
-            engine=engine_kind, suite_options=suite_options(exp, spec.suite_ref))
+            engine=engine_kind, suite_options=suite_options(exp, spec.suite_ref, subsample))
         diffs = diff_components(spec.components, actual)
         if diffs:
             raise JobMismatchError(
@@ -122,10 +136,11 @@ class Evaluator:
         say = progress or (lambda *a: None)
         say(None, None, "loading engine")
         engine = self.engine(exp)
-        suite = self.suite(exp, spec.suite_ref)
+        subsample = subsample_of(spec.components.get("suite_options"))
+        suite = self.suite(exp, spec.suite_ref, subsample)
         recipe = self.builder.load(spec.point.recipe_yaml)
         engine_kind = engine_key(engine.kind, exp.engine_options)
-        self.verify(exp, spec, recipe, suite, engine_kind)
+        self.verify(exp, spec, recipe, suite, engine_kind, subsample)
         swap_s = 0.0
         if self._applied.get(id(engine)) != spec.point.recipe_key:
             say(None, None, f"applying {spec.point.label}")
@@ -154,6 +169,7 @@ class Evaluator:
             _close(eng)
         self._engines.clear()
         self._applied.clear()
+        self._subsamples.clear()
 
 
 def check_axes_measured(exp: Experiment, record: ResultRecord) -> None:

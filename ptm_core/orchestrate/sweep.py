@@ -2,7 +2,7 @@
 
     python -m ptm_core sweep EXPERIMENT.yml [--omegas 0:1:0.1] [--methods task_arithmetic,linear]
         [--skills science,coding] [--pairs] [--product] [--heuristic] [--suites general,science]
-        [--inline | --enqueue] [--dry-run] [--export [DIR]]
+        [--inline | --enqueue] [--subsample K] [--dry-run] [--export [DIR]]
 
 The grid: every method at every ω for each skill (plus the heuristic ω |D|/|G| with
 --heuristic), each pair of skills at their heuristic ω (--pairs), every combination of the ω values over the skills (--product: the full
@@ -24,7 +24,7 @@ from ptm_core.errors import PTMError
 from ptm_core.store.db import Store, default_cached_dir, default_store_path
 from ptm_core.store.experiment import Experiment
 from ptm_core.orchestrate.evaluate import EngineFactory, EngineStartError, Evaluator, describe_error
-from ptm_core.orchestrate.jobs import default_fingerprinter, plan_jobs
+from ptm_core.orchestrate.jobs import default_fingerprinter, enqueue_specs, plan_jobs
 from ptm_core.orchestrate.points import Grid, MergeKitBuilder, RecipeBuilder, grid_points
 from ptm_core.orchestrate.wiring import default_engine_factory, default_suite_resolver
 from ptm_core.store.jobs import Fingerprinter, SuiteResolver
@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="put the points on the job queue for `python -m ptm_core worker`")
     ap.set_defaults(mode="inline")
     ap.add_argument("--priority", type=int, default=0, help="job priority with --enqueue")
+    ap.add_argument("--subsample", type=int, default=None, metavar="K",
+                    help="measure every point on K items of each suite first (kept beside the "
+                         "full result; default: full suites only)")
     ap.add_argument("--dry-run", action="store_true", help="list the points and what is cached")
     ap.add_argument("--export", nargs="?", const=str(default_cached_dir()), default=None,
                     metavar="DIR", help="afterwards write the experiment's results to "
@@ -127,8 +130,11 @@ def main(argv: Sequence[str] | None = None, *, engine_factory: EngineFactory | N
     for n in notes:
         print(f"note: {n}", file=out)
     store = store or Store(args.store or default_store_path(), cached_dir=default_cached_dir())
+    if args.subsample is not None and args.subsample < 1:
+        print("--subsample needs K >= 1", file=sys.stderr)
+        return 2
     specs = plan_jobs(exp, points, suite_resolver, fingerprinter, axes=_csv(args.suites),
-                      builder=builder)
+                      builder=builder, subsample=args.subsample)
     store.register_experiment(exp)
     n_suites = len({s.suite_ref for s in specs})
     print(f"{exp.name}: {len(points)} points x {n_suites} suite(s) = {len(specs)} evaluations",
@@ -142,7 +148,7 @@ def main(argv: Sequence[str] | None = None, *, engine_factory: EngineFactory | N
         return 0
 
     if args.mode == "enqueue":
-        outcomes = store.enqueue_many(specs, priority=args.priority)
+        outcomes = enqueue_specs(store, specs, priority=args.priority)
         counts = {k: sum(o.status == k for o in outcomes) for k in ("queued", "existing", "cached")}
         print(f"queued {counts['queued']} job(s); {counts['existing']} already queued or running; "
               f"{counts['cached']} already measured. Run `python -m ptm_core worker` to process "

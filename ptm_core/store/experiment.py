@@ -108,6 +108,13 @@ class AxisSpec(_Strict):
     role: Optional[Role] = None
     label: Optional[str] = None
 
+    @model_validator(mode="after")
+    def _no_reserved_option(self) -> "AxisSpec":
+        if "subsample" in self.options:  # the worker's own option (ptm_core.store.jobs)
+            raise ValueError("options.subsample is reserved: the app measures a subsample "
+                             "of every suite first on its own")
+        return self
+
 
 class ReferenceRun(_Strict):
     kind: Literal["cft", "rt"]

@@ -10,11 +10,13 @@ import pandas as pd
 
 from ptm_core.catalogue import kind_order
 from ptm_core.store.experiment import Experiment
+from ptm_core.store.jobs import subsample_of
 from ptm_core.store.records import ResultRecord
 from ptm_core.store.keys import engine_key
 
 POINT_COLUMNS = ["experiment", "kind", "skills", "omega", "label", "data_size", "train_steps",
-                 "recipe_key", "point_id", "method", "heuristic", "source"]
+                 "recipe_key", "point_id", "method", "heuristic", "source", "preliminary",
+                 "subsample_n"]
 
 
 INTERVAL_SUFFIXES = ("_lo", "_hi")
@@ -62,8 +64,9 @@ def _serves(exp: Experiment, axis: str, r: ResultRecord) -> bool:
 
 
 def _preference(exp: Experiment, r: ResultRecord) -> tuple:
-    # the experiment's engine first, then the newest measurement
-    return (r.engine == engine_key(exp.engine, exp.engine_options), r.created_at)
+    # a full run over a subsample, then the experiment's engine, then the newest measurement
+    return (subsample_of(r.suite_options) is None,
+            r.engine == engine_key(exp.engine, exp.engine_options), r.created_at)
 
 
 def results_frame(store: Any, experiment: Experiment | str) -> pd.DataFrame:
@@ -73,8 +76,10 @@ def results_frame(store: Any, experiment: Experiment | str) -> pd.DataFrame:
     train_steps, recipe_key, point_id, method, heuristic, source, then one float column per
     axis of the experiment (NaN where not measured yet), then `<axis>_lo` and `<axis>_hi` for
     every axis: the score's 95 % interval (NaN where the record has none). When a point has
-    several records for one axis (e.g. two suite versions), the experiment's engine and then
-    the newest wins, for the score and its interval alike.
+    several records for one axis, a full run beats a subsample run (the app's quick first
+    pass), then the experiment's engine, then the newest wins, for the score and its interval
+    alike. `preliminary` is True where some axis still shows a subsample run, and
+    `subsample_n` is then the smallest subsample behind the row (<NA> otherwise).
     """
     exp = store.get_experiment(experiment) if isinstance(experiment, str) else experiment
     axes = list(exp.axes)
@@ -91,6 +96,7 @@ def results_frame(store: Any, experiment: Experiment | str) -> pd.DataFrame:
             "method": first.method, "heuristic": first.heuristic,
             "source": "cached" if all(r.source == "cached" for r in recs) else "computed",
         }
+        shown: list[int] = []  # subsample sizes of the records the row shows
         for axis in axes:
             cands = [r for r in recs if _serves(exp, axis, r)]
             vals = [(r, axis_value(exp, axis, r)) for r in sorted(cands, key=lambda r: _preference(exp, r),
@@ -99,6 +105,11 @@ def results_frame(store: Any, experiment: Experiment | str) -> pd.DataFrame:
             row[axis] = float(vals[0][1]) if vals else math.nan
             lo, hi = axis_interval(exp, axis, vals[0][0]) if vals else (math.nan, math.nan)
             row.update(zip(interval_columns(axis), (lo, hi)))
+            k = subsample_of(vals[0][0].suite_options) if vals else None
+            if k is not None:
+                shown.append(k)
+        row["preliminary"] = bool(shown)
+        row["subsample_n"] = min(shown) if shown else None
         rows.append(row)
     for i, ref in enumerate(exp.references):
         if ref.scores is None:
@@ -108,7 +119,7 @@ def results_frame(store: Any, experiment: Experiment | str) -> pd.DataFrame:
             "skills": "+".join(s for s in exp.skills if s in ref.skills),
             "label": ref.display_label(), "data_size": ref.data_size, "train_steps": ref.train_steps,
             "recipe_key": None, "point_id": f"imported:{i}", "method": "imported",
-            "heuristic": False, "source": "imported",
+            "heuristic": False, "source": "imported", "preliminary": False, "subsample_n": None,
         }
         for axis in axes:
             row[axis] = float(ref.scores[axis]) if axis in ref.scores else math.nan
@@ -127,6 +138,8 @@ def results_frame(store: Any, experiment: Experiment | str) -> pd.DataFrame:
     df["data_size"] = df["data_size"].astype("Int64")
     df["train_steps"] = df["train_steps"].astype("Int64")
     df["heuristic"] = df["heuristic"].astype(bool)
+    df["preliminary"] = df["preliminary"].astype(bool)
+    df["subsample_n"] = df["subsample_n"].astype("Int64")
     for a in axes + bounds:
         df[a] = df[a].astype("float64")
     return df

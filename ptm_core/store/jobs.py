@@ -30,8 +30,24 @@ class JobMismatchError(PTMError):
     """A job does not fit its experiment any more (unknown model, changed suite or model...)."""
 
 
-def suite_options(exp: Experiment, axis: str) -> dict[str, Any]:
-    return dict(exp.axes[axis].options)
+# A subsample job runs its suite on `subsample` of its items (ptm_core.evals.subsample); the
+# option enters the job's suite options, hence its key, so the record of the quick pass and
+# the full one are kept side by side. Records without it are full runs.
+SUBSAMPLE_OPTION = "subsample"
+
+
+def suite_options(exp: Experiment, axis: str, subsample: int | None = None) -> dict[str, Any]:
+    """The suite options of a job on `axis`: the axis's, plus the subsample size if any."""
+    opts = dict(exp.axes[axis].options)
+    if subsample is not None:
+        opts[SUBSAMPLE_OPTION] = int(subsample)
+    return opts
+
+
+def subsample_of(suite_opts: Mapping[str, Any] | None) -> int | None:
+    """The subsample size of a job or record from its suite options; None for a full run."""
+    k = (suite_opts or {}).get(SUBSAMPLE_OPTION)
+    return None if k is None or isinstance(k, bool) else int(k)
 
 
 def check_point_fits(exp: Experiment, point: Point) -> None:

@@ -12,6 +12,7 @@ store, the worker and the sweeps (no torch, no vLLM). Also usable by the app's t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import threading
@@ -136,6 +137,13 @@ class FakeSuite:
     fail: str | None = None  # raise RuntimeError(fail) from run
     metric: str = "score"
     runs: list = field(default_factory=list)
+    shift: float = 0.0  # added to the score
+    # a subsample scores this much higher, so a test sees which record a frame row shows
+    subsample_shift: float = 0.5
+
+    def subsample(self, k: int) -> "FakeSuite":
+        """The suite on k of its items (ptm_core.evals.subsample calls this)."""
+        return dataclasses.replace(self, n_items=k, shift=self.subsample_shift, runs=[])
 
     @property
     def items(self) -> list[str]:
@@ -147,7 +155,7 @@ class FakeSuite:
         start = time.perf_counter()
         outs = engine.generate(self.items, self.sampling)
         weights = json.loads(outs[0][0])
-        v = min(100.0, max(0.0, float(self.score(weights))))
+        v = min(100.0, max(0.0, float(self.score(weights)) + self.shift))
         self.runs.append(weights)
         return SuiteResult(self.name, self.version, {self.metric: v}, {self.metric: self.n_items},
                            time.perf_counter() - start,
