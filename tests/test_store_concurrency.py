@@ -11,7 +11,7 @@ import time
 import pytest
 
 from ptm_core.store.db import Store
-from ptm_core.store.frame import results_frame
+from ptm_core.store.frame import POINT_COLUMNS, results_frame
 from ptm_core.store.jobs import record_for
 from ptm_core.testing.store import (
     FakeBuilder, FakeEngine, fake_fingerprinter, fake_lab, fake_suite_resolver, ptm_specs,
@@ -67,8 +67,8 @@ def test_two_workers_and_enqueuers_at_once_run_each_job_once(tmp_path, store_at)
         p.start()
     reads = 0
     while any(p.is_alive() for p in procs):  # the app reading meanwhile
-        df = results_frame(store, exp)  # 12 point columns, 5 axes and their interval bounds
-        assert df.shape[1] == 12 + 5 + 2 * 5 and (df[["general", "science"]].fillna(0) <= 100).all().all()
+        df = results_frame(store, exp)  # the point columns, 5 axes and their interval bounds
+        assert df.shape[1] == len(POINT_COLUMNS) + 5 + 2 * 5 and (df[["general", "science"]].fillna(0) <= 100).all().all()
         store.jobs(experiment=exp.name)
         reads += 1
     for p in procs:

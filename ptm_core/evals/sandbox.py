@@ -56,6 +56,7 @@ from typing import Sequence
 
 from ptm_core.errors import PTMError
 from ptm_core.evals.sandbox_probes import Probe, rewrite, verdict
+from ptm_core.evals.sandbox_supervisor import SETUP_LIMIT_S
 
 MAX_FILE_MB = 16  # the largest file a program may write
 TMP_MB = 64  # the program's working directory (tmpfs)
@@ -136,7 +137,7 @@ class _Sandbox:
         try:
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
-            answer = self._read_line(timeout_s + 30.0)
+            answer = self._read_line(timeout_s + SETUP_LIMIT_S + 30.0)
         except OSError:
             answer = None
         if not isinstance(answer, dict):  # the supervisor died or hung: a fresh one next time

@@ -26,6 +26,7 @@ import signal
 import sys
 
 NOBODY = 65534
+SETUP_LIMIT_S = 60  # seconds G may take to isolate itself before the candidate's clock starts
 REPORT_CAP = 8 << 20  # bytes of reports kept per program; beyond it the program fails
 CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWIPC = 0x00020000, 0x20000000, 0x08000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 0x4000, 0x40000
@@ -216,11 +217,16 @@ def _namespace_keeper(request, report_w):
             _program(request, report_w, ready_w)
         os.close(ready_w)
         pidfd = os.pidfd_open(child)
-        timed_out = not select.select([pidfd], [], [], request["timeout"])[0]
-        if timed_out:
+        # The timeout is the candidate's: it starts once G is set up (on a loaded machine the
+        # set-up alone can outlast a short timeout, which is neither a timeout nor a set-up fault).
+        if select.select([ready_r], [], [], SETUP_LIMIT_S)[0]:
+            ready = os.read(ready_r, 1000) or b"the program ended during set-up"
+        else:
+            ready = f"set-up gave no answer within {SETUP_LIMIT_S} s".encode()
+        timed_out = ready == b"ok" and not select.select([pidfd], [], [], request["timeout"])[0]
+        if timed_out or ready != b"ok":
             os.kill(child, signal.SIGKILL)  # pid 1 of its namespace: every descendant dies
         _, wait_status = os.waitpid(child, 0)
-        ready = os.read(ready_r, 1000)
     except BaseException as exc:
         ready, timed_out, wait_status = f"{type(exc).__name__}: {exc}".encode(), False, 1
     if ready != b"ok":
@@ -247,7 +253,7 @@ def run_one(request):
     chunks, size, overflow = [], 0, False
     # Read until every writer is gone (G's namespace is dead); the keeper bounds that by the
     # timeout, this backstop bounds the keeper.
-    deadline = request["timeout"] + 10
+    deadline = request["timeout"] + SETUP_LIMIT_S + 10
     while True:
         ready = select.select([report_r], [], [], deadline)[0]
         if not ready:

@@ -82,6 +82,11 @@ def connect(address: str | None = None, *, num_cpus: float | None = None,
     ray = ray_module()
     if ray.is_initialized():
         return ray, False
+    if address is None and os.environ[_LOOPBACK_ENV] == "0":
+        # Ray reads the variable once, when first imported, and something else (vLLM) may have
+        # imported it before this call set it: the driver's copy is set here too.
+        from ray._private import ray_constants
+        ray_constants.ENABLE_RAY_CLUSTER = False
     if address is None:
         for attempt in range(1, start_attempts + 1):
             try:
