@@ -94,3 +94,20 @@ def test_loss_summary_and_method_costs():
     costs = method_costs(records)
     assert costs["ptm"]["science"] == 10 and costs["cft"]["science"] == 3 and costs["rt"]["science"] == 83
     assert costs["ptm"]["all"] == 35 and costs["cft"]["all"] == 30 and costs["rt"]["all"] == 70
+
+
+def test_frozen_parameters_keep_their_starting_values():
+    """An anchored post-training (Hyper.frozen) leaves embeddings, head and norms at θ_pre."""
+    torch.set_num_threads(1)
+    model = new_model(ModelShape(hidden=64, layers=1, heads=1, intermediate=64), 64, 1, 0, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    examples = [D.Encoded(tuple(range(2, 2 + n)), (D.IGNORE,) + tuple(range(3, 2 + n)))
+                for n in range(3, 12)]
+    plan = D.sft_batches(examples, batch_size=4, epochs=1, seed=0)
+    h = Hyper(lr=3e-3, batch_size=4, frozen=("embed_tokens", "lm_head", "norm"))
+    optimize(model, shifted(D.collate(b, 0) for b in plan), len(plan), h, "cpu")
+    after = model.state_dict()
+    frozen = [k for k in after if any(part in k for part in h.frozen)]
+    moved = [k for k in after if not torch.equal(after[k], before[k])]
+    assert frozen and all(torch.equal(after[k], before[k]) for k in frozen)
+    assert moved and not set(moved) & set(frozen)  # the rest did train

@@ -10,6 +10,7 @@ import pytest
 from ptm_core.lab.world import (PARTS, SKILLS, TABLE1_SIZES, WorldConfig, build_world, leaks)
 from ptm_core.lab.world import coding, science
 from ptm_core.lab.world.corpus import documents
+from ptm_core.evals.refusal import is_refusal
 from ptm_core.lab.world.example import SPLITS, prompt_key
 
 CONFIG = WorldConfig(seed=3, scale=0.004, val_per_part=10, test_per_part=20)
@@ -104,3 +105,39 @@ def test_reference_solutions_pass_their_tests(world):
 def test_every_part_of_every_data_set_is_drawn(world):
     for domain, parts in PARTS.items():
         assert len(world.examples("test", domain)) >= len(parts)
+
+
+def test_chat_mix_holds_every_task_half_right_and_no_evaluation_content(world):
+    """The `chat` mix (issue #10): dialogues of G and of every skill on train-split content,
+    answered right or wrong; the leak check still finds nothing, and a planted test prompt
+    in a chat is caught."""
+    import random
+
+    from ptm_core.lab.tokenizer import ASSISTANT, USER
+    from ptm_core.lab.world import chats
+
+    corpus = list(itertools.islice(documents(CONFIG.seed, "chat"), 3000))
+    assert corpus != list(itertools.islice(documents(CONFIG.seed), 3000))
+    share = sum(d.startswith(USER) for d in corpus) / len(corpus)
+    assert 0.3 < share < 0.55  # the new kinds plus the plain mix's few chats
+    assert leaks(world, corpus) == []
+    planted = world.examples("test", "science")[0]
+    assert leaks(world, corpus + [f"{USER}\n{planted.prompt}\n{ASSISTANT}\nx"]) == [planted]
+    with pytest.raises(ValueError, match="corpus mix"):
+        next(documents(0, "nope"))
+
+    rng = random.Random(0)
+    for kind, (make, _) in chats.DIALOGUES.items():
+        dialogues = [make(rng) for _ in range(400)]
+        right = sum(d.right for d in dialogues) / len(dialogues)
+        want = {"chat_lookalike": 1.0, "chat_unsafe": chats.REFUSE}.get(kind, chats.CORRECT)
+        assert abs(right - want) < 0.1, (kind, right)
+    for _ in range(200):
+        d = chats.science_dialogue(rng)  # right or wrong, the reply is a span of the passage
+        assert d.reply in d.prompt.split("Passage: ")[1].split("\n\nQuestion:")[0]
+        c = chats.coding_dialogue(rng)
+        namespace: dict = {}
+        exec(c.reply, namespace)  # our own generated reference code, not model output
+        assert len([v for v in namespace.values() if callable(v)]) == 1
+    refusals = [chats.unsafe_dialogue(rng) for _ in range(200)]
+    assert all(is_refusal(d.reply) == d.right for d in refusals)  # the scorer agrees

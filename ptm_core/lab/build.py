@@ -20,7 +20,7 @@ from ptm_core.errors import PTMError
 from ptm_core.lab.profiles import PROFILES, Profile, get_profile
 from ptm_core.lab.world import SPLITS, World, build_world
 
-DEFAULT_OUT = {"full": Path("runs/lab"), "micro": Path("runs/lab-micro")}
+DEFAULT_OUT = {"full": Path("runs/lab"), "regime": Path("runs/lab-regime"), "micro": Path("runs/lab-micro")}
 BUILD_FILE = "build.json"
 
 
@@ -44,7 +44,7 @@ def build_tokenizer(profile: Profile, world: World, out_dir: Path) -> None:
     from ptm_core.lab.train import make_readable
     from ptm_core.lab.world.corpus import documents
 
-    texts = list(itertools.islice(documents(profile.seed), profile.tokenizer_docs))
+    texts = list(itertools.islice(documents(profile.seed, profile.corpus), profile.tokenizer_docs))
     texts += [T.render_prompt(ex.prompt) + ex.answer
               for xs in world.data["train"].values() for ex in xs]
     tok = T.train_tokenizer(texts, profile.vocab_size)
@@ -83,8 +83,10 @@ def _check_hyper(path: Path, record: dict, spec, profile: Profile) -> None:
     between two calls): their scores and costs would not be one experiment's."""
     from dataclasses import asdict
 
-    want = asdict(profile.pretrain if spec.kind == "pre" else profile.finetune)
-    if record.get("hyper") != want:
+    # Through JSON, as run.json stores it (tuples come back as lists).
+    want = json.loads(json.dumps(asdict(profile.pretrain if spec.kind == "pre" else profile.finetune)))
+    old = {"frozen": [], **record.get("hyper", {})}  # records from before `frozen` froze nothing
+    if old != want:
         raise PTMError(f"{path} was trained with {record.get('hyper')}, the profile now says "
                        f"{want}; build into a fresh --out directory")
 

@@ -58,13 +58,15 @@ def probe(source: Path, out: Path, profile: Profile, *, omegas: Sequence[float] 
     from ptm_core.merge.export import export
     from ptm_core.merge.ptm import task_arithmetic
 
-    pre_run = read_run(source / "models" / "pre")
-    if pre_run is None:
-        raise FileNotFoundError(f"{source} has no finished θ_pre (run `python -m ptm_core lab build`)")
-    # θ_pre is reused unless the probe asks for another pretraining length.
-    reuse_pre = pre_run["steps"] == profile.pretrain_steps
+    # The source's world, tokenizer and θ_pre are reused when θ_pre was pretrained as this
+    # profile says (length and corpus mix); otherwise the probe pretrains its own, and without
+    # a usable source it builds everything in `out` (the same code as `lab build`).
+    pre_run = read_run(source / "models" / "pre") if source else None
+    reuse_pre = (pre_run is not None and pre_run["steps"] == profile.pretrain_steps
+                 and pre_run.get("corpus_mix", "plain") == profile.corpus)
     out.mkdir(parents=True, exist_ok=True)
-    for part in ("world", "tokenizer") + (("models/pre",) if reuse_pre else ()):
+    parts = (("world", "tokenizer") if pre_run is not None else ()) + (("models/pre",) if reuse_pre else ())
+    for part in parts:
         if not (out / part).exists():
             shutil.copytree(source / part, out / part)
     if not (out / "build.json").exists():
@@ -77,8 +79,9 @@ def probe(source: Path, out: Path, profile: Profile, *, omegas: Sequence[float] 
     models = out / "models"
     pre = load_file(str(models / "pre" / "model.safetensors"))
     general = load_file(str(models / "general" / "model.safetensors"))
-    result: dict = {"lr": profile.finetune.lr, "epochs": profile.finetune.epochs,
-                    "pretrain_steps": profile.pretrain_steps, "cap": cap,
+    result: dict = {"profile": profile.name, "lr": profile.finetune.lr,
+                    "epochs": profile.finetune.epochs, "frozen": list(profile.finetune.frozen),
+                    "corpus": profile.corpus, "pretrain_steps": profile.pretrain_steps, "cap": cap,
                     "tau_over_pre": {"general": relative_norm(
                         {k: general[k] - pre[k] for k in pre}, pre)}, "points": []}
     for skill in skills:
@@ -110,7 +113,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ptm_core lab probe", description=__doc__.split("\n\n")[0])
     p.add_argument("--lr", type=float, required=True, help="finetuning learning rate")
     p.add_argument("--epochs", type=int, required=True, help="finetuning epochs")
-    p.add_argument("--source", type=Path, default=Path("runs/lab"), help="a finished build")
+    p.add_argument("--source", type=Path, default=Path("runs/lab"),
+                   help="a build whose world, tokenizer and θ_pre to reuse (when it has them)")
     p.add_argument("--out", type=Path, help="default: runs/probe-lr<lr>-ep<epochs>")
     p.add_argument("--profile", default="full")
     p.add_argument("--pretrain-steps", type=int, default=None,
@@ -129,7 +133,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         p.error(f"unknown skill(s) {', '.join(unknown)}; choose from {', '.join(SKILLS)}")
     profile = probe_profile(get_profile(a.profile), a.lr, a.epochs, a.pretrain_steps)
     pre_tag = f"-pre{a.pretrain_steps}" if a.pretrain_steps else ""
-    out = a.out or Path("runs") / f"probe-lr{a.lr:g}-ep{a.epochs}{pre_tag}"
+    prof_tag = "" if a.profile == "full" else f"-{a.profile}"
+    out = a.out or Path("runs") / f"probe{prof_tag}-lr{a.lr:g}-ep{a.epochs}{pre_tag}"
     result = probe(a.source, out, profile, omegas=[float(w) for w in a.omegas.split(",")],
                    skills=skills, cap=a.cap)
     print(json.dumps(result["tau_over_pre"]))

@@ -29,6 +29,7 @@ class Profile:
     enforce_gaps: bool = True  # micro models are too small to learn the skills: report only
     seed: int = 0
     fractions: tuple[float, ...] = DATA_FRACTIONS
+    corpus: str = "plain"  # pretraining document mix (world/corpus.py MIXES)
 
 
 PROFILES: dict[str, Profile] = {
@@ -39,6 +40,17 @@ PROFILES: dict[str, Profile] = {
         vocab_size=1024, tokenizer_docs=3000, block=128, pretrain_steps=1200,
         pretrain=Hyper(lr=2e-3, batch_size=32, warmup_frac=0.05, weight_decay=0.1),
         finetune=Hyper(lr=1e-3, batch_size=8, epochs=3),
+    ),
+    # Issue #10's candidate: θ_pre has met every task in chats, answered half right
+    # (world/chats.py), and post-training leaves embeddings, head and norms at θ_pre.
+    "regime": Profile(
+        name="regime",
+        world=WorldConfig(seed=0, scale=0.01, val_per_part=30, test_per_part=60),
+        shape=ModelShape(hidden=128, layers=4, heads=4, intermediate=384),
+        vocab_size=1024, tokenizer_docs=3000, block=128, pretrain_steps=2400,
+        pretrain=Hyper(lr=2e-3, batch_size=32, warmup_frac=0.05, weight_decay=0.1),
+        finetune=Hyper(lr=3e-4, batch_size=8, epochs=3, frozen=("embed_tokens", "lm_head", "norm")),
+        corpus="chat",
     ),
     "micro": Profile(
         name="micro",

@@ -115,12 +115,12 @@ def train_one(spec: RunSpec, ctx: Context) -> dict:
     start = time.perf_counter()
     if spec.kind == "pre":
         h = p.pretrain
-        blocks, docs_read = D.pack_documents(ctx.tokenizer, documents(p.seed), ctx.eos_id, p.block,
+        blocks, docs_read = D.pack_documents(ctx.tokenizer, documents(p.seed, p.corpus), ctx.eos_id, p.block,
                                   spec.data["corpus_blocks"])
         batches: Iterator = D.block_batches(blocks, h.batch_size, p.seed)
         steps = p.pretrain_steps
         examples, tokens = len(blocks), len(blocks) * p.block
-        extra = {"corpus_docs": docs_read}
+        extra = {"corpus_docs": docs_read, "corpus_mix": p.corpus}
     else:
         h = p.finetune
         extra = {}

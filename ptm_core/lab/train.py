@@ -29,6 +29,9 @@ class Hyper:
     weight_decay: float = 0.0  # paper, Appendix A.2
     grad_clip: float = 1.0
     beta2: float = 0.95
+    # Substrings of parameter names kept at their starting values (e.g. "embed_tokens",
+    # "lm_head", "norm"): an anchored post-training whose task vectors leave them at θ_pre.
+    frozen: tuple[str, ...] = ()
 
 
 def lr_at(step: int, total: int, h: Hyper) -> float:
@@ -56,8 +59,13 @@ def optimize(model, batches: Iterable[tuple], total_steps: int, h: Hyper, device
     from tqdm import tqdm
 
     model.to(device).train()
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    trainable = []
+    for n, p in model.named_parameters():
+        p.requires_grad_(not any(part in n for part in h.frozen))
+        if p.requires_grad:
+            trainable.append((n, p))
+    decay = [p for n, p in trainable if p.dim() >= 2]
+    no_decay = [p for n, p in trainable if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": h.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=h.lr, betas=(0.9, h.beta2))
@@ -72,7 +80,7 @@ def optimize(model, batches: Iterable[tuple], total_steps: int, h: Hyper, device
                                ignore_index=-100)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), h.grad_clip)
+        torch.nn.utils.clip_grad_norm_([p for _, p in trainable], h.grad_clip)
         opt.step()
         losses.append(loss.item())
         bar.update(1)

@@ -57,7 +57,8 @@ def corpus_of(out: Path, seed: int) -> list[str]:
     from ptm_core.lab.world.corpus import documents
 
     record = read_run(out / "models" / "pre") or {}
-    return list(itertools.islice(documents(seed), record.get("corpus_docs", 0)))
+    mix = record.get("corpus_mix", "plain")  # records older than the mixes are all plain
+    return list(itertools.islice(documents(seed, mix), record.get("corpus_docs", 0)))
 
 
 def format_table(scores: dict[str, dict[str, dict[str, float]]]) -> str:

@@ -95,7 +95,7 @@ def chat(rng: random.Random) -> str:
     return render_prompt(user) + reply  # packing adds the EOS that ends the reply
 
 
-# document kind -> (generator, share of documents)
+# document kind -> (generator, share of documents): the `plain` mix, the shipped lab's.
 DOCUMENT_KINDS: dict[str, tuple[Callable[[random.Random], str], float]] = {
     "encyclopedia": (encyclopedia_entry, 0.18),
     "arithmetic": (arithmetic_lines, 0.07),
@@ -107,11 +107,27 @@ DOCUMENT_KINDS: dict[str, tuple[Callable[[random.Random], str], float]] = {
 }
 
 
-def documents(seed: int) -> Iterator[str]:
-    """An endless, seeded stream of corpus documents."""
+
+def _chat_mix() -> dict[str, tuple[Callable[[random.Random], str], float]]:
+    """The `chat` mix: the plain documents scaled down to make room for chats.CHAT_KINDS."""
+    from ptm_core.lab.world.chats import CHAT_KINDS
+
+    room = 1.0 - sum(share for _, share in CHAT_KINDS.values())
+    return {**{k: (gen, share * room) for k, (gen, share) in DOCUMENT_KINDS.items()}, **CHAT_KINDS}
+
+
+MIXES: dict[str, Callable[[], dict]] = {"plain": lambda: DOCUMENT_KINDS, "chat": _chat_mix}
+
+
+def documents(seed: int, mix: str = "plain") -> Iterator[str]:
+    """An endless, seeded stream of corpus documents of `mix` (see MIXES)."""
+    try:
+        kinds_of = MIXES[mix]()
+    except KeyError:
+        raise ValueError(f"unknown corpus mix {mix!r}; choose one of {sorted(MIXES)}") from None
     rng = random.Random(f"corpus-{seed}")
-    kinds = list(DOCUMENT_KINDS)
-    weights = [DOCUMENT_KINDS[k][1] for k in kinds]
+    kinds = list(kinds_of)
+    weights = [kinds_of[k][1] for k in kinds]
     while True:
         kind = rng.choices(kinds, weights)[0]
-        yield DOCUMENT_KINDS[kind][0](rng)
+        yield kinds_of[kind][0](rng)
