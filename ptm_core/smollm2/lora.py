@@ -113,7 +113,9 @@ def train_lora(model_dir: str | Path, examples: Sequence[Example], cfg: LoraConf
         raise PTMError("no training examples")
     torch.manual_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    # A CUDA GPU when there is one (the same command then trains in minutes), else the CPU.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).to(device)
     model = get_peft_model(model, PeftLoraConfig(
         r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=0.0, target_modules=list(PROJECTIONS),
         bias="none", task_type="CAUSAL_LM"))
@@ -128,6 +130,7 @@ def train_lora(model_dir: str | Path, examples: Sequence[Example], cfg: LoraConf
     model.train()
     start, tokens, losses = time.perf_counter(), 0, []
     for step, (ids, labels, mask) in enumerate(batches(encoded, cfg.batch_size, cfg.epochs, cfg.seed, pad), 1):
+        ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
         loss = response_loss(model, ids, labels, mask)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -138,10 +141,10 @@ def train_lora(model_dir: str | Path, examples: Sequence[Example], cfg: LoraConf
         losses.append(loss.item())
         if progress:
             progress(step, total, losses[-1])
-    state = {k: v.detach().to(torch.bfloat16).contiguous()
+    state = {k: v.detach().to("cpu", torch.bfloat16).contiguous()
              for k, v in get_peft_model_state_dict(model).items()}
     record = {"config": asdict(cfg), "steps": len(losses), "examples": len(examples),
-              "tokens_seen": tokens, "wall_s": round(time.perf_counter() - start, 1),
+              "tokens_seen": tokens, "wall_s": round(time.perf_counter() - start, 1), "device": device,
               "loss_first": round(losses[0], 4), "loss_last": round(sum(losses[-5:]) / len(losses[-5:]), 4)}
     return state, record
 
