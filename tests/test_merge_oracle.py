@@ -75,6 +75,7 @@ def _recipes(m: dict[str, str]) -> dict[str, Recipe]:
         "dare_linear": r("dare_linear", {"a": 1.0}, density=0.4),
         "dare_ties": r("dare_ties", {"a": 1.0, "b": 0.5}, density=0.4),
         "della": r("della", {"a": 1.0}, density=0.5, epsilon=0.1),
+        "della_linear": r("della_linear", {"a": 1.0}, density=0.5, epsilon=0.1),
         "filters_gradient": Recipe.parse({"merge_method": "task_arithmetic", "base_model": m["pre"],
                                           "dtype": "float32", "models": [
             {"model": m["general"], "parameters": {"weight": 1.0}},
@@ -132,10 +133,15 @@ def _recipes(m: dict[str, str]) -> dict[str, Recipe]:
         "tied_frankenmerge": sliced("passthrough", [[("tied_a", (0, 2))], [("tied_b", (0, 3))]]),
         "bf16_multislerp": spread("multislerp", {"bf_a": {"weight": 0.5}, "bf_b": {"weight": 0.5}}, "bf_pre"),
         "bf16_sce": spread("sce", {"bf_a": None, "bf_b": None}, "bf_pre", select_topk=0.3),
+        # inputs saved in shards with an index (each model several files)
+        "sharded_inputs_ties": r("ties", {"sh_a": 0.7, "sh_b": 0.4}, base="sh_pre", density=0.6),
+        "sharded_inputs_slerp": spread("slerp", {"sh_pre": None, "sh_a": None}, "sh_pre", t=[0.2, 0.9]),
+        "sharded_inputs_model_stock": spread("model_stock", {"sh_a": None, "sh_b": None}, "sh_pre"),
+        "sharded_inputs_frankenmerge": sliced("passthrough", [[("sh_a", (0, 2))], [("sh_b", (1, 3))]]),
     }
 
 
-RANDOM = {"dare_linear", "dare_ties", "della"}
+RANDOM = {"dare_linear", "dare_ties", "della", "della_linear"}
 TOLERANCE = 1e-5  # float32; the arithmetic methods agree to 1e-7, the spherical ones to ~1e-6
 
 
@@ -158,7 +164,8 @@ def _selected(request) -> list[str]:
 
 
 FAMILIES = {"": {}, "tied_": {"tie_word_embeddings": True, "seed": 1},
-            "bf_": {"dtype": torch.bfloat16, "seed": 2}}
+            "bf_": {"dtype": torch.bfloat16, "seed": 2},
+            "sh_": {"max_shard_size": "100KB", "seed": 3}}  # ~540 KB models: several shards
 _NAMES = {p + k: p + k for p in FAMILIES for k in ("pre", "general", "a", "b")}
 
 
@@ -189,7 +196,9 @@ def runs(tmp_path_factory, request):
     mk = {n: root / f"mk_{n}" for n in recipes}
     ours = {n: export(r, root / f"ours_{n}", shard_bytes=20_000 if "sharded" in n else 2**31)
             for n, r in recipes.items()}
-    states = {k: load_file(Path(v) / "model.safetensors") for k, v in models.items()}
+    states = {k: _load(Path(v)) for k, v in models.items()}
+    assert all(len(list(Path(v).glob("*.safetensors"))) > 1 for k, v in models.items()
+               if k.startswith("sh_"))
     yield recipes, mk, ours, states
     shutil.rmtree(root, ignore_errors=True)
 
@@ -223,3 +232,32 @@ def test_random_methods_same_distribution_as_mergekit(runs, name):
             l1_a, l1_b = (a[k] - pre[k]).abs().sum(), (b[k] - pre[k]).abs().sum()
             torch.testing.assert_close(l1_a, l1_b, rtol=1e-3, atol=0)
     assert 0 < density < 1
+
+
+def test_the_methods_are_mergekits_registry():
+    """Every method of the installed MergeKit's registry, with its parameter names, scopes,
+    defaults and input contract; no method MergeKit lacks."""
+    from mergekit.merge_methods import registry
+
+    from ptm_core.merge.methods import METHODS
+
+    theirs = {m.spec.name: m.spec for m in registry.registered_methods()}
+    assert sorted(METHODS) == sorted(theirs)
+    for name, spec in theirs.items():
+        ours = METHODS[name]
+        want = {p.name: (p.scope.value, None if p.required else p.default, p.required)
+                for p in spec.parameters}
+        have = {p.name: (p.scope, None if p.required else p.default, p.required)
+                for p in ours.params}
+        assert have == want, name
+        c = spec.contract
+        assert c.base.value == ("required" if ours.needs_base else
+                                "optional" if ours.optional_base else "ignored"), name
+        # MergeKit counts a required base among the inputs; ours are the models besides it
+        req = int(c.base.value == "required")
+        low = c.min_non_base if c.min_non_base is not None else c.min_inputs - req
+        high = c.max_non_base if c.max_non_base is not None else \
+            None if c.max_inputs is None else c.max_inputs - req
+        # a recipe lists at least one model: without a required base, minimum 0 is minimum 1
+        least = ours.min_inputs if req else max(1, ours.min_inputs)
+        assert (least, ours.max_inputs) == (low, high), name

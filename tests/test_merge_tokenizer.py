@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,17 @@ def _recipes(m: dict[str, str]) -> dict[str, Recipe]:
                            parameters={"t": 0.5}),
         "chat_auto_base": r("task_arithmetic", {"a": w(1.0), "c": w(0.5)}, tokenizer_source="base",
                             chat_template="auto"),
+        # MergeKit's named templates (its package data): with the template model's tokenizer
+        # re-serialized, and with a built vocabulary
+        "chat_named": r("slerp", {"pre": None, "a": None}, chat_template="chatml",
+                        parameters={"t": 0.5}),
+        "chat_named_union": r("task_arithmetic", {"a": w(0.5), "b": w(0.5)},
+                              tokenizer_source="union", chat_template="llama3"),
+        # the tokenizer of a model that is not merged: b's (<|z|> is in no input: zero rows),
+        # and the same tokenizer in a directory without weights
+        "outside_model": r("task_arithmetic", {"a": w(0.5), "c": w(0.5)}, tokenizer_source=m["b"]),
+        "tokenizer_only_dir": r("linear", {"pre": w(0.4), "c": w(0.6)},
+                                tokenizer={"source": m["tok_b"]}),
         # the embeddings come from the first slice (pre, b), the head from the last (pre, c):
         # tokens are filled from those models only
         "slices_union": Recipe.parse({
@@ -78,6 +90,12 @@ def models(tmp_path_factory):
     tied = vocab_family(root / "tied", {"tpre": [], "ta": ["<|x|>"], "tb": ["<|x|>", "<|q|>"]},
                         seed=1, tie_word_embeddings=True)
     m.update({k: str(v.resolve()) for k, v in tied.items()})
+    only = root / "tok_b"  # b's tokenizer files, no config or weights
+    only.mkdir()
+    for f in Path(m["b"]).iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            shutil.copy(f, only / f.name)
+    m["tok_b"] = str(only.resolve())
     yield root, m
     shutil.rmtree(root, ignore_errors=True)
 
@@ -105,7 +123,7 @@ def _tokenizer(d: Path):
     return AutoTokenizer.from_pretrained(str(d))
 
 
-@pytest.mark.parametrize("name", list(_recipes({k: k for k in (*ADDED, "tpre", "ta", "tb")})))
+@pytest.mark.parametrize("name", list(_recipes({k: k for k in (*ADDED, "tpre", "ta", "tb", "tok_b")})))
 def test_same_vocabulary_tensors_and_tokenizer_as_mergekit(runs, name):
     ours, mk = runs[name]
     a, b = load_file(ours / "model.safetensors"), load_file(mk / "model.safetensors")
@@ -135,6 +153,44 @@ def test_the_options_change_what_they_should(runs, models):
     new = _tokenizer(runs["tokenizer_config"][0]).get_vocab()["<|new|>"]
     assert torch.count_nonzero(embed[new]) == 0  # a zero embedding in every input: zero merged
     assert _tokenizer(runs["chat_template"][0]).chat_template == TEMPLATE
+    for name, template in (("chat_named", "chatml"), ("chat_named_union", "llama3")):
+        # the text of the file mergekit ships, found here independently of chat_templates.py
+        shipped = resources.files("mergekit").joinpath("_data", "chat_templates",
+                                                       f"{template}.jinja").read_text()
+        assert _tokenizer(runs[name][0]).chat_template == shipped, name
+    assert "<|z|>" in _tokenizer(runs["outside_model"][0]).get_vocab()
+
+
+def test_a_tokenizer_model_outside_the_merge_is_in_the_model_card(runs, models):
+    _, m = models
+    from ptm_core.merge.checkpoint import Checkpoint, model_fingerprint
+
+    card = (runs["outside_model"][0] / "README.md").read_text()
+    with Checkpoint.open(m["b"]) as b:
+        assert f"| `{m['b']}` | tokenizer | `{b.fingerprint()}` |" in card
+        assert model_fingerprint(m["b"]) == b.fingerprint()
+    card = (runs["tokenizer_only_dir"][0] / "README.md").read_text()
+    assert f"| `{m['tok_b']}` | tokenizer | `{model_fingerprint(m['tok_b'])}` |" in card
+
+
+def test_the_named_templates_are_those_the_installed_mergekit_ships():
+    pytest.importorskip("mergekit")
+    from ptm_core.merge import chat_templates
+
+    folder = resources.files("mergekit").joinpath("_data", "chat_templates")
+    shipped = sorted(p.name.removesuffix(".jinja") for p in folder.iterdir()
+                     if p.name.endswith(".jinja"))
+    assert list(chat_templates.names()) == shipped
+    assert {"chatml", "llama3", "alpaca", "mistral", "exaone"} <= set(shipped)
+    for name in shipped:
+        recipe = Recipe.parse({"merge_method": "linear", "chat_template": name,
+                               "models": [{"model": "x", "parameters": {"weight": 1.0}}]})
+        assert recipe.chat_template == name  # the recipe keeps the name: mergekit-yaml reads it
+        assert "{" in chat_templates.text(name)
+    with pytest.raises(RecipeError, match=r"one of MergeKit's template names \(alpaca, chatml, "
+                                          r"exaone, llama3, mistral\)"):
+        Recipe.parse({"merge_method": "linear", "chat_template": "chat-ml",
+                      "models": [{"model": "x", "parameters": {"weight": 1.0}}]})
 
 
 def test_swap_serves_an_identity_vocabulary_and_refuses_the_rest(models, tmp_path):
@@ -158,7 +214,9 @@ def test_swap_serves_an_identity_vocabulary_and_refuses_the_rest(models, tmp_pat
 
 BAD = [
     ({"tokenizer_source": "base", "tokenizer": {"source": "base"}}, "not both"),
-    ({"chat_template": "chatml"}, "built-in template names"),
+    ({"chat_template": "chatmlx"}, "'chatmlx' is neither 'auto'"),  # the names: below
+    ({"chat_template": "{{ messages }}"}, "Jinja template's text"),  # shorter than 20
+    ({"chat_template": "a template without any braces at all\nsecond line"}, "neither 'auto'"),
     ({"tokenizer": {"source": "union", "pad_to_multiple_of": 0}}, "at least 1"),
     ({"tokenizer": {"tokens": {"<t>": {"source": {"kind": "model_token", "model": "x"}}}}},
      "exactly one of token_id or token"),

@@ -82,3 +82,89 @@ def test_engine_key_carries_the_dtype_that_changes_outputs():
     assert engine_key("vllm", {"dtype": "float32", "max_model_len": 512}) == "vllm:dtype=float32"
     assert result_key(**{**BASE, "engine": engine_key("vllm", {"dtype": "float32"})}) \
         != result_key(**BASE)
+
+
+# ---- keys of MergeKit recipes: every model the result depends on is in the key -------------
+def _tokenizer_recipes(exp):
+    """The same task-arithmetic merge of science into θ_G, with the output tokenizer taken from
+    a model that is not merged (coding's, or the CFT model's), or from none."""
+    from ptm_core.merge.recipe import Recipe
+
+    def recipe(**tok):
+        return Recipe.parse({"merge_method": "task_arithmetic", "base_model": exp.base, **tok,
+                             "models": [{"model": exp.general.model, "parameters": {"weight": 1.0}},
+                                        {"model": exp.skills["science"].model,
+                                         "parameters": {"weight": 0.5}}]})
+    coding, cft = exp.skills["coding"].model, exp.references[0].model
+    return {"coding": recipe(tokenizer_source=coding), "coding_again": recipe(tokenizer_source=coding),
+            "cft": recipe(tokenizer_source=cft), "cft_spec": recipe(tokenizer={"source": cft}),
+            "none": recipe()}
+
+
+def _keys(exp, recipes, fingerprints):
+    from ptm_core.orchestrate.jobs import plan_jobs
+    from ptm_core.orchestrate.points import MergeKitBuilder
+    from ptm_core.store.point import make_point
+    from ptm_core.testing.store import fake_suite_resolver
+
+    points = {n: make_point(exp, r, kind="ptm", skills=("science",), omega={"science": 0.5},
+                            label=n, data_size=None, train_steps=None, method="task_arithmetic")
+              for n, r in recipes.items()}
+    specs = plan_jobs(exp, list(points.values()), fake_suite_resolver(), fingerprints.__getitem__,
+                      axes=["general"], builder=MergeKitBuilder())
+    # the worker re-derives each key from the recipe it is about to apply: the same keys
+    from ptm_core.orchestrate.evaluate import Evaluator
+
+    check = Evaluator(lambda e: None, fake_suite_resolver(), fingerprinter=fingerprints.__getitem__)
+    for s in specs:
+        check.verify(exp, s, MergeKitBuilder().load(s.point.recipe_yaml),
+                     check.suite(exp, s.suite_ref), "fake")
+    return {s.point.label: s.key for s in specs}, points
+
+
+def test_a_tokenizer_model_outside_the_merge_is_part_of_the_key(tmp_path):
+    from ptm_core.testing.store import fake_lab
+
+    exp, _, _ = fake_lab(tmp_path)
+    fps = {ref: f"fp-{i}" for i, ref in enumerate(exp.model_refs())}
+    recipes = _tokenizer_recipes(exp)
+    keys, points = _keys(exp, recipes, fps)
+    coding = exp.skills["coding"].model
+    assert points["coding"].model_refs[-1] == coding  # the merge inputs, then the tokenizer model
+    assert keys["coding"] == keys["coding_again"]  # identical recipes share a result
+    assert len({keys["coding"], keys["cft"], keys["cft_spec"], keys["none"]}) == 4
+    assert points["coding"].point_id != points["cft"].point_id  # and a point id
+    # the same tokenizer model with other content (a new fingerprint) is another result
+    changed, _ = _keys(exp, recipes, {**fps, coding: "fp-coding-edited"})
+    assert changed["coding"] != keys["coding"]
+    assert changed["cft"] == keys["cft"] and changed["none"] == keys["none"]
+
+
+def test_a_recipe_without_a_tokenizer_model_keeps_its_key(tmp_path):
+    """recipe_refs is model_refs for every recipe without a tokenizer model: stored keys stay."""
+    from ptm_core.store.jobs import weights_key
+    from ptm_core.testing.store import fake_lab
+
+    exp, _, _ = fake_lab(tmp_path)
+    r = _tokenizer_recipes(exp)["none"]
+    fps = {ref: f"fp-{i}" for i, ref in enumerate(exp.model_refs())}
+    keys, points = _keys(exp, {"none": r}, fps)
+    assert list(points["none"].model_refs) == r.model_refs() == r.all_refs()
+    assert keys["none"] == result_key(
+        recipe_key=r.with_refs({ref: f"{i}:{fps[ref]}" for i, ref in enumerate(r.model_refs())}).key(),
+        fingerprints=[fps[ref] for ref in r.model_refs()], suite="fake_general", suite_version="1",
+        sampling=Sampling(), engine="fake", suite_options={})
+    assert weights_key(r, [fps[ref] for ref in r.model_refs()]) == \
+        r.with_refs({ref: f"{i}:{fps[ref]}" for i, ref in enumerate(r.model_refs())}).key()
+
+
+def test_a_tokenizer_model_outside_the_experiment_is_refused(tmp_path):
+    from ptm_core.merge.recipe import Recipe
+    from ptm_core.store.jobs import JobMismatchError
+    from ptm_core.testing.store import fake_lab
+
+    exp, _, _ = fake_lab(tmp_path)
+    r = Recipe.parse({"merge_method": "linear", "tokenizer_source": str(tmp_path / "elsewhere"),
+                      "models": [{"model": exp.general.model, "parameters": {"weight": 1.0}}]})
+    with pytest.raises(JobMismatchError, match="elsewhere"):
+        _keys(exp, {"stray": r}, {ref: "fp" for ref in exp.model_refs()})

@@ -95,8 +95,8 @@ def _check_tokenizer_options(recipe, sources) -> None:
     if vs is None:
         return
     option = "tokenizer_source" if recipe.tokenizer_source is not None else "tokenizer"
-    refs = list(sources) + ([recipe.tokenizer_model()] if recipe.tokenizer_model() else [])
-    vocab = build_vocabulary(recipe, {r: resolve_model_dir(r) for r in refs})
+    # the models the export reads for the vocabulary, the cache key's (recipe.all_refs())
+    vocab = build_vocabulary(recipe, {r: resolve_model_dir(r) for r in recipe.all_refs()})
     rows = {}
     for ref, src in sources.items():
         name = next((n for n in src.tensor_names() if is_vocab_tensor(n)), None)

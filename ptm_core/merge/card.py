@@ -27,10 +27,11 @@ def model_card(recipe: Recipe, inputs: Mapping[str, str], *, template: str, seed
         "|---|---|---|",
     ]
     for ref, fp in inputs.items():
-        role = "base" if ref == recipe.base_model else "input"
+        role = ("base" if ref == recipe.base_model else
+                "tokenizer" if ref == recipe.tokenizer_model() else "input")
         lines.append(f"| `{ref}` | {role} | `{fp}` |")
-    lines += ["", "Fingerprint: SHA-256 (16 hex) of every shard's safetensors header and size plus",
-              "64 evenly spaced 4 KiB blocks of its data.", ""]
+    lines += ["", "Fingerprint: SHA-256 (16 hex) of the full content of every weight shard and",
+              "support file (config, tokenizer, generation config).", ""]
     if scores:
         lines += ["## Scores", "", "| metric | score |", "|---|---|"]
         lines += [f"| {k} | {v:.2f} |" for k, v in scores.items()]

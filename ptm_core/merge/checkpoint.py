@@ -189,27 +189,12 @@ class Checkpoint:
         return self._fingerprint
 
     def _compute_fingerprint(self) -> str:
-        h = hashlib.sha256(FINGERPRINT_SCHEME.encode() + b"\0")
-        files = {shard: self.path / shard for shard in self._files}
-        files.update({p.name: p for p in self.support_files() if p.name not in _NOT_IDENTITY})
-        for name in sorted(files):
-            try:
-                digest = file_sha256(files[name])
-            except OSError as e:
-                raise CheckpointError(self.name, f"{name}: cannot read: {e.strerror or e}") from None
-            h.update(name.encode() + b"\0" + digest.encode() + b"\0")
-        return h.hexdigest()[:16]
+        return _fingerprint_files(self.name, {shard: self.path / shard for shard in self._files},
+                                  self.path)
 
     def support_files(self) -> list[Path]:
         """Files a merged checkpoint copies from its template model (config, tokenizer...)."""
-        keep = []
-        for p in sorted(self.path.iterdir()):
-            if not p.is_file() or p.name.endswith(".safetensors") or p.name == INDEX_NAME:
-                continue
-            if p.name.endswith(_PICKLE_SUFFIXES) or p.name in ("README.md", "merge_recipe.yml"):
-                continue
-            keep.append(p)
-        return keep
+        return _support_files(self.path)
 
     def close(self) -> None:
         for f in self._files.values():
@@ -223,6 +208,42 @@ class Checkpoint:
 
     def __repr__(self) -> str:
         return f"Checkpoint({self.name!r})"
+
+
+def model_fingerprint(ref: str) -> str:
+    """The fingerprint of the model `ref` names (Checkpoint.fingerprint). A directory without
+    weights (a tokenizer a recipe's `tokenizer_source` names: MergeKit reads only its tokenizer
+    there) is fingerprinted by the same rule over the files it has."""
+    path = resolve_model_dir(ref)
+    if not (path / INDEX_NAME).is_file() and not any(path.glob("*.safetensors")):
+        return _fingerprint_files(ref, {}, path)
+    with Checkpoint(ref, path) as ck:
+        return ck.fingerprint()
+
+
+def _support_files(path: Path) -> list[Path]:
+    keep = []
+    for p in sorted(path.iterdir()):
+        if not p.is_file() or p.name.endswith(".safetensors") or p.name == INDEX_NAME:
+            continue
+        if p.name.endswith(_PICKLE_SUFFIXES) or p.name in ("README.md", "merge_recipe.yml"):
+            continue
+        keep.append(p)
+    return keep
+
+
+def _fingerprint_files(ref: str, shards: dict[str, Path], path: Path) -> str:
+    """sha256 (16 hex) over (name, content hash) of the shards and every support file."""
+    h = hashlib.sha256(FINGERPRINT_SCHEME.encode() + b"\0")
+    files = dict(shards)
+    files.update({p.name: p for p in _support_files(path) if p.name not in _NOT_IDENTITY})
+    for name in sorted(files):
+        try:
+            digest = file_sha256(files[name])
+        except OSError as e:
+            raise CheckpointError(ref, f"{name}: cannot read: {e.strerror or e}") from None
+        h.update(name.encode() + b"\0" + digest.encode() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def _is_plain_shard_name(shard: object) -> bool:

@@ -24,7 +24,8 @@ from ptm_core import __version__
 from ptm_core.atomic import staging_dir
 from ptm_core.errors import PTMError
 from ptm_core.merge.card import model_card
-from ptm_core.merge.checkpoint import INDEX_NAME, Checkpoint, is_within, resolve_model_dir
+from ptm_core.merge.checkpoint import (INDEX_NAME, Checkpoint, is_within, model_fingerprint,
+                                      resolve_model_dir)
 from ptm_core.merge.plan import chunk_rows, merge_rows, plan_groups
 from ptm_core.merge.recipe import Recipe
 from ptm_core.merge.safetensors_io import OutTensor, write_safetensors
@@ -71,8 +72,9 @@ def export(recipe: Recipe, out_dir: str | Path, *, force: bool = False, seed: in
                            "a directory")
         template = ckpts[recipe.template_model()]
         paths = {ref: c.path for ref, c in ckpts.items()}
-        if recipe.tokenizer_model():
-            paths[recipe.tokenizer_model()] = resolve_model_dir(recipe.tokenizer_model())
+        for ref in recipe.all_refs():  # and a model read for its tokenizer only
+            if ref not in paths:
+                paths[ref] = resolve_model_dir(ref)
         vocab = build_vocabulary(recipe, paths) if recipe.vocabulary_source() else None
         sources = VocabularySources(vocab, ckpts) if vocab is not None else ckpts
         groups = plan_groups(recipe, sources, template.num_layers)
@@ -110,7 +112,9 @@ def export(recipe: Recipe, out_dir: str | Path, *, force: bool = False, seed: in
             if own_tokenizer:
                 save_tokenizer(recipe, vocab, template.path, paths, tmp)
             (tmp / RECIPE_NAME).write_text(recipe.to_yaml())
-            inputs = {ref: c.fingerprint() for ref, c in ckpts.items()}
+            # every model the result depends on, with the fingerprints the cache key has
+            inputs = {ref: ckpts[ref].fingerprint() if ref in ckpts else model_fingerprint(ref)
+                      for ref in recipe.all_refs()}
             (tmp / "README.md").write_text(model_card(
                 recipe, inputs, template=recipe.template_model(), seed=seed, scores=scores,
                 version=__version__))

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 
 from ptm_core import safe_yaml
 from ptm_core.errors import RecipeError
+from ptm_core.merge import chat_templates
 from ptm_core.merge.methods import METHODS, MethodSpec, ParamSpec
 
 Scalar = Union[bool, int, float, str]
@@ -163,14 +164,10 @@ class Recipe(_Strict):
     @field_validator("chat_template")
     @classmethod
     def _chat_template(cls, v: Optional[str]) -> Optional[str]:
-        """'auto' (the inputs' most common template) or a Jinja template's text. MergeKit's
-        built-in template names (chatml, llama3, ...) are its package data, not shipped here."""
-        if v is None or v == "auto":
-            return v
-        if len(v) < 20 or "{" not in v:
-            raise ValueError(f"chat_template {safe_yaml.shorten(repr(v), 60)} is neither 'auto' "
-                             "nor a Jinja template (MergeKit's built-in template names are not "
-                             "supported: give the template's text)")
+        """'auto' (the inputs' most common template), one of MergeKit's template names
+        (chatml, llama3, ...: its package data) or a Jinja template's text (chat_templates.py)."""
+        if v is not None:
+            chat_templates.check(v)
         return v
 
     @model_validator(mode="after")
@@ -402,6 +399,13 @@ class Recipe(_Strict):
         if vs is None or vs[0] in ("union", "base") or vs[0] in self.model_refs():
             return None
         return vs[0]
+
+    def all_refs(self) -> list[str]:
+        """Every model the merged checkpoint depends on: the merge inputs (model_refs), then a
+        model named only as the tokenizer's source (its tokenizer is the output's). A result's
+        cache key takes all of their fingerprints; the export and the swap read these."""
+        tok = self.tokenizer_model()
+        return self.model_refs() + ([tok] if tok else [])
 
     def resolve(self, tensor_name: str, num_layers: Optional[int] = None) -> tuple[dict, list[dict]]:
         """Parameters for one tensor: (shared, [per-input dict for each of self.inputs()])."""

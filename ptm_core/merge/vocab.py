@@ -29,6 +29,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 from ptm_core.errors import MergeError
+from ptm_core.merge import chat_templates
 
 VOCAB_SUFFIXES = ("embed_tokens.weight", "lm_head.weight", "wte.weight", "embed_out.weight")
 
@@ -331,10 +332,13 @@ def writes_tokenizer(recipe) -> bool:
 
 
 def chat_template_of(recipe, paths: Mapping[str, Path]) -> Optional[str]:
-    """The recipe's chat template: its text, or with 'auto' the most common template among
-    the inputs' tokenizers (None: no input has one)."""
-    if recipe.chat_template != "auto":
-        return recipe.chat_template
+    """The recipe's chat template: its text, the text of the MergeKit template it names, or
+    with 'auto' the most common template among the inputs' tokenizers (None: no input has
+    one, or the recipe sets none)."""
+    if recipe.chat_template is None:
+        return None
+    if recipe.chat_template != chat_templates.AUTO:
+        return chat_templates.text(recipe.chat_template)
     from collections import Counter
     found = []
     for ref in recipe.model_refs():

@@ -20,6 +20,7 @@ from ptm_core.store.jobs import (
     suite_options, weights_key,
 )
 from ptm_core.store.keys import diff_components, engine_key, key_components
+from ptm_core.store.point import recipe_refs
 from ptm_core.store.records import JobSpec, ResultRecord
 
 EngineFactory = Callable[[Experiment], Any]  # -> ptm_core.engine.base.Engine
@@ -115,7 +116,7 @@ class Evaluator:
                subsample: int | None = None) -> None:
         """Re-derive the key from what will actually run; refuse a job that became stale."""
         check_point_fits(exp, spec.point)
-        refs = list(recipe.model_refs())
+        refs = recipe_refs(recipe)
         if refs != list(spec.point.model_refs):
             raise JobMismatchError(f"job {spec.point.label!r}: its recipe now names models "
                                    f"{refs}, queued with {list(spec.point.model_refs)}")

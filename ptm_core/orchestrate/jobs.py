@@ -29,9 +29,8 @@ def default_fingerprinter() -> Fingerprinter:
 
     @functools.lru_cache(maxsize=256)
     def _fp(ref: str, stamp: tuple) -> str:
-        from ptm_core.merge.checkpoint import Checkpoint
-        with Checkpoint.open(ref) as ck:
-            return ck.fingerprint()
+        from ptm_core.merge.checkpoint import model_fingerprint
+        return model_fingerprint(ref)
 
     def fingerprint(ref: str) -> str:
         p = Path(ref)

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from ptm_core.errors import PTMError
 from ptm_core.store.experiment import Experiment
-from ptm_core.store.point import Point
+from ptm_core.store.point import Point, recipe_refs
 from ptm_core.store.records import JobSpec, ResultRecord
 
 Fingerprinter = Callable[[str], str]
@@ -51,7 +51,8 @@ def subsample_of(suite_opts: Mapping[str, Any] | None) -> int | None:
 
 
 def check_point_fits(exp: Experiment, point: Point) -> None:
-    """A recipe may only use the experiment's own models (the warm engine holds only those)."""
+    """A recipe may only use the experiment's own models (the warm engine holds only those;
+    a model named only as the tokenizer's source too, so its fingerprint is tracked)."""
     known = set(exp.model_refs())
     stray = [r for r in point.model_refs if r not in known]
     if stray:
@@ -62,8 +63,9 @@ def check_point_fits(exp: Experiment, point: Point) -> None:
 
 def weights_key(recipe: Any, fingerprints: Sequence[str]) -> str:
     """The recipe's key with each model path replaced by its position and fingerprint: what
-    the merge computes from, independent of where the models lie on disk."""
-    refs = list(recipe.model_refs())
+    the merge computes from, independent of where the models lie on disk. `fingerprints` are
+    those of `recipe_refs(recipe)` (a tokenizer-only model included), in that order."""
+    refs = recipe_refs(recipe)
     if len(refs) != len(fingerprints):
         raise JobMismatchError(f"recipe names {len(refs)} models, got {len(fingerprints)} fingerprints")
     with_refs = getattr(recipe, "with_refs", None)

@@ -20,6 +20,17 @@ class RecipeLike(Protocol):
     def to_yaml(self) -> str: ...
     def model_refs(self) -> list[str]: ...
     # optional: def with_refs(self, mapping: dict[str, str]) -> RecipeLike  (portable keys)
+    # optional: def all_refs(self) -> list[str]  (model_refs plus models read for something
+    #           other than weights, e.g. a tokenizer source: see recipe_refs)
+
+
+def recipe_refs(recipe: RecipeLike) -> list[str]:
+    """Every model a recipe's result depends on, in the recipe's order: its `all_refs()` where
+    it has one (a MergeKit recipe adds a model named only as `tokenizer_source`), else its
+    `model_refs()`. Keys, fingerprints and the experiment check all take this list, so two
+    recipes that differ only in such a model never share a result."""
+    all_refs = getattr(recipe, "all_refs", None)
+    return list(all_refs() if all_refs is not None else recipe.model_refs())
 
 
 def role_map(exp: Experiment) -> dict[str, str]:
@@ -42,7 +53,7 @@ def portable_key(recipe: RecipeLike, exp: Experiment) -> str:
     if with_refs is None:
         return recipe.key()
     roles = role_map(exp)
-    return with_refs({r: roles[r] for r in recipe.model_refs() if r in roles}).key()
+    return with_refs({r: roles[r] for r in recipe_refs(recipe) if r in roles}).key()
 
 
 def round_omega(w: float) -> float:
@@ -108,4 +119,4 @@ def make_point(exp: Experiment, recipe: RecipeLike, *, kind: str, skills: Sequen
                  omega={k: round_omega(v) for k, v in omega.items()} if omega is not None else None,
                  label=label, data_size=data_size, train_steps=train_steps, method=method,
                  recipe_yaml=recipe.to_yaml(), recipe_key=portable_key(recipe, exp),
-                 model_refs=tuple(recipe.model_refs()), heuristic=heuristic)
+                 model_refs=tuple(recipe_refs(recipe)), heuristic=heuristic)

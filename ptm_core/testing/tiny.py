@@ -94,19 +94,23 @@ def perturbed_copy(src: str | Path, out_dir: str | Path, seed: int, scale: float
     return out
 
 
-def save_llama(path: Path, state: dict[str, torch.Tensor], dtype=torch.float32, **cfg) -> Path:
-    """Save `state` as an HF Llama checkpoint (safetensors) at `path`."""
+def save_llama(path: Path, state: dict[str, torch.Tensor], dtype=torch.float32,
+               max_shard_size: int | str = "50GB", **cfg) -> Path:
+    """Save `state` as an HF Llama checkpoint (safetensors) at `path`; shards with an index
+    when it is larger than `max_shard_size`."""
     from transformers import LlamaForCausalLM
 
     model = LlamaForCausalLM(tiny_llama_config(**cfg))
     model.load_state_dict(state)
-    model.to(dtype).save_pretrained(path, safe_serialization=True)
+    model.to(dtype).save_pretrained(path, safe_serialization=True, max_shard_size=max_shard_size)
     return path
 
 
 def family(root: Path, names=("pre", "general", "skill_a", "skill_b"), seed=0,
-           dtype=torch.float32, scale=0.02, **cfg) -> dict[str, Path]:
-    """A base model and finetune-like children: base + small random deltas per model."""
+           dtype=torch.float32, scale=0.02, max_shard_size: int | str = "50GB",
+           **cfg) -> dict[str, Path]:
+    """A base model and finetune-like children: base + small random deltas per model (each
+    saved in shards of at most `max_shard_size`)."""
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -117,7 +121,8 @@ def family(root: Path, names=("pre", "general", "skill_a", "skill_b"), seed=0,
         g = torch.Generator().manual_seed(seed * 1000 + i)
         state = base if i == 0 else {k: v + scale * torch.randn(v.shape, generator=g)
                                      for k, v in base.items()}
-        out[name] = save_llama(root / name, state, dtype=dtype, **cfg)
+        out[name] = save_llama(root / name, state, dtype=dtype, max_shard_size=max_shard_size,
+                               **cfg)
     return out
 
 
