@@ -1,4 +1,5 @@
-"""Runs: the job queue and its history, with errors readable."""
+"""Runs: the workers (each with its host: one per engine, on any machine of the store), the job
+queue and its history, with errors readable."""
 
 import streamlit as st
 
@@ -14,6 +15,24 @@ if not source.can_queue():
 ui.worker_banner(source)
 
 
+def workers() -> None:
+    """Every worker of the store seen in the last hour (any experiment's), live ones first."""
+    st.subheader("Workers")
+    try:
+        ws = source.workers()
+    except Exception as e:  # noqa: BLE001
+        st.error(f"Cannot read the workers: {e}")
+        return
+    if ws.empty:
+        st.caption("No worker has been seen in the last hour.")
+        return
+    live = ws[~ws["state"].str.startswith(("stopped", "gone"))]
+    st.caption(f"{len(live)} live worker(s) on {live['host'].nunique()} host(s); "
+               f"{len(ws) - len(live)} stopped or gone in the last hour. Jobs done and engine: "
+               "counted with each result the worker wrote.")
+    st.dataframe(ws, hide_index=True, width="stretch")
+
+
 @ui.fragment(run_every=2.0)
 def queue() -> None:
     try:
@@ -25,6 +44,8 @@ def queue() -> None:
     cols = st.columns(5)
     for col, s in zip(cols, ("queued", "running", "done", "failed", "cancelled")):
         col.metric(s.capitalize(), counts.get(s, 0))
+    workers()
+    st.subheader("Jobs")
     if jobs.empty:
         st.caption("No jobs yet.")
         return

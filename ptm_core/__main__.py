@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 from typing import Callable, Optional
@@ -35,6 +36,23 @@ BENCHES: dict[str, tuple[str, str]] = {
 }
 
 
+# Ray binds a local instance to the machine's address unless told it runs where multi-node
+# clusters are unsupported: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, the variable Ray itself names
+# (`ray start` prints it) and reads once, when `ray` is first imported. A private local Ray
+# (`workers` / `bench workers` without --address) must stay on 127.0.0.1, so it is set here,
+# before anything (vLLM, the worker's wiring) can import ray; ray_workers.connect sets Ray's
+# private constant only when ray was imported before this ran (a library caller, the tests).
+# The same name: ptm_core/orchestrate/ray_workers.py:_LOOPBACK_ENV (this module imports no layer).
+RAY_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def prepare_environment(command: str, rest: list[str]) -> None:
+    """What must be in the environment before the command's module (or anything) imports ray."""
+    if command == "workers" or (command == "bench" and rest[:1] == ["workers"]):
+        if not any(a == "--address" or a.startswith("--address=") for a in rest):
+            os.environ.setdefault(RAY_LOOPBACK_ENV, "0")  # a user's own setting wins
+
+
 def _terminate(signum, frame):  # SIGTERM unwinds like Ctrl-C, so temp outputs are removed
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -55,6 +73,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.print_help()
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
+    prepare_environment(command, rest)
     if command == "bench":
         if not rest or rest[0] not in BENCHES:
             parser.parse_args(argv[:2])  # prints the choices and exits 2

@@ -217,6 +217,54 @@ def test_runs_page_shows_errors(tmp_path, fake_lab, monkeypatch):
     assert any("boom" in c.value for c in at.code)
 
 
+def test_runs_page_shows_every_worker_with_its_host(tmp_path, fake_lab, monkeypatch):
+    """Two workers on two hosts (the store records the host of the process that registered the
+    worker; here each one's host name is faked): one has finished two jobs and polls, the other
+    finished one and is on a job. The Runs page lists both, with host, engine, current job,
+    last heartbeat and jobs done; the fixture's own worker (this host, stopped) is listed too."""
+    import socket
+
+    import ptm_core.testing.store as T
+    from ptm_core.orchestrate.worker import run_worker
+
+    store, _ = fake_lab
+    src = data.open_source(str(tmp_path / "fakelab.yml"))
+    src.submit(data.MergeRequest.make("task_arithmetic", {"science": 0.9, "coding": 0.6}))
+    assert store.queue_counts()["queued"] >= 4
+    resolver = data.WIRING["suite_resolver"]
+
+    def on_host(host: str, wid: str, jobs: int) -> None:
+        with monkeypatch.context() as m:
+            m.setattr(socket, "gethostname", lambda: host)
+            run_worker(store, lambda e: T.FakeEngine(), resolver, worker_id=wid, max_jobs=jobs,
+                       builder=data.WIRING["builder"], fingerprinter=T.fake_fingerprinter)
+            store.worker_seen(wid, "idle")  # its loop goes on: it polls the queue
+
+    on_host("gpu-node-1", "gpu-node-1:4242", 2)
+    on_host("gpu-node-2", "gpu-node-2:777", 1)
+    job = store.claim("gpu-node-2:777")  # and now runs its second job
+    store.worker_seen("gpu-node-2:777", "busy", job.id)
+
+    at = run_page(tmp_path, "runs")
+    assert not at.exception, [e.value for e in at.exception]
+    frames = [d.value for d in at.dataframe if "host" in d.value.columns]
+    assert len(frames) == 1, "one table of workers"
+    ws = frames[0].set_index("worker")
+    assert list(frames[0].columns) == data.WORKER_COLUMNS
+    one, two = ws.loc["gpu-node-1:4242"], ws.loc["gpu-node-2:777"]
+    assert (one["host"], one["state"], one["engine"], one["jobs done"], one["current job"]) == (
+        "gpu-node-1", "idle", "fake", 2, "")
+    assert (two["host"], two["state"], two["engine"], two["jobs done"]) == (
+        "gpu-node-2", "busy", "fake", 1)
+    assert two["current job"] == f"{job.id}: {job.spec.point.label} / {job.spec.suite_ref}"
+    assert one["s ago"] <= 30 and one["last heartbeat"] and one["jobs failed"] == 0
+    assert list(ws.index[:2]) == ["gpu-node-2:777", "gpu-node-1:4242"]  # live first, newest first
+    assert (ws["host"] == socket.gethostname()).any()  # the fixture's worker, stopped
+    assert set(ws.loc[ws["host"] == socket.gethostname(), "state"]) == {"stopped"}
+    assert any("2 live worker(s) on 2 host(s)" in c.value for c in at.caption)
+    assert not any("worker is not running" in w.value for w in at.warning)
+
+
 # --- export -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):

@@ -16,7 +16,7 @@ from ptm_core.evals.lmeval import intervals_from_samples, scores_from_results
 from ptm_core.evals.refusal_suite import RefusalSuite
 from ptm_core.evals.suite import Item, PromptSuite
 from ptm_core.store.cached import dumps_records, loads_records
-from ptm_core.store.db import Store
+from ptm_core.store.db import SCHEMA_VERSION, Store
 from ptm_core.store.frame import results_frame
 from ptm_core.orchestrate.jobs import plan_jobs
 from ptm_core.store.jobs import record_for
@@ -151,7 +151,7 @@ def test_a_schema_1_store_is_migrated_and_its_rates_get_wilson(lab, tmp_path):
     got = Store(store.path).get_result(rec.key, exp.name)
     assert got.intervals == {"compliance": pytest.approx(pct(wilson(2, 8)))}
     con = sqlite3.connect(store.path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert "intervals" in {r[1] for r in con.execute("PRAGMA table_info(results)")}
 
 

@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from ptm_core.store.db import Store, StoreError
+from ptm_core.store.db import SCHEMA_VERSION, Store, StoreError
 from ptm_core.store.jobs import record_for
 from ptm_core.testing.store import fake_lab, ptm_specs
 
@@ -45,7 +45,7 @@ def test_wal_and_schema(sqlite_lab):
     store, _, _ = sqlite_lab
     con = sqlite3.connect(store.path)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert store.check() == "ok"
 
 
@@ -230,6 +230,40 @@ def test_workers_registry(lab):
     assert store.workers(seen_within_s=30) == []
 
 
+def test_workers_record_their_host_engine_and_jobs_finished(lab):
+    """What the Runs page shows of each worker: host and pid (of the process that registered
+    it), the engine of its last result, jobs done and failed, counted with the result."""
+    import os
+    import socket
+
+    store, exp, clock = lab
+    a, b, c = ptm_specs(exp, [0.2, 0.4, 0.6], axes=["general"])
+    store.enqueue_many([a, b, c])
+    store.worker_seen("w1", "idle")
+    j1 = store.claim("w1")
+    store.worker_seen("w1", "busy", j1.id)
+    w, = store.workers()
+    assert (w.host, w.pid, w.state, w.job_id) == (socket.gethostname(), os.getpid(), "busy", j1.id)
+    assert (w.engine, w.jobs_done, w.jobs_failed) == (None, 0, 0)  # no result yet
+    clock.t += 5
+    assert store.complete(j1, rec(j1.spec))
+    w, = store.workers()
+    assert (w.engine, w.jobs_done, w.jobs_failed, w.last_seen) == ("fake", 1, 0, clock.t)
+    j2 = store.claim("w1")
+    assert store.fail(j2, "boom")
+    assert not store.fail(j2, "boom again")  # no longer running: counted once
+    j3 = store.claim("w1", lease_s=1)
+    clock.t += 10  # w1's lease on j3 expires; w2 takes it over and finishes it first
+    store.worker_seen("w2", "idle")
+    j3b = store.claim("w2")
+    assert j3b.id == j3.id
+    assert store.complete(j3b, rec(j3b.spec))
+    assert not store.complete(j3, rec(j3.spec))  # w1's late result: kept, not counted
+    rows = {w.id: w for w in store.workers()}
+    assert (rows["w1"].jobs_done, rows["w1"].jobs_failed) == (1, 1)
+    assert (rows["w2"].jobs_done, rows["w2"].jobs_failed, rows["w2"].engine) == (1, 0, "fake")
+
+
 def test_a_replaced_result_changes_the_results_version(lab):
     store, exp, _ = lab
     spec, = ptm_specs(exp, [0.3], axes=["general"])
@@ -272,6 +306,45 @@ def test_threads_racing_to_claim_and_enqueue_take_each_job_once(lab):
     assert {o.job_id for o in outcomes} == set(claimed)
     assert sorted(claimed) == sorted(set(claimed)) and len(claimed) == len(specs)
     assert store.queue_counts(exp.name)["running"] == len(specs)
+
+
+def test_a_schema_2_store_gets_the_workers_columns(sqlite_lab):
+    """Schema 2 -> 3 (workers.engine, jobs_done, jobs_failed): a store made before is migrated
+    on open, its workers and their rows kept, the new counts starting at 0."""
+    store, _, _ = sqlite_lab
+    store.worker_seen("old", "stopped")
+    store.close()
+    con = sqlite3.connect(store.path)
+    for column in ("engine", "jobs_done", "jobs_failed"):
+        con.execute(f"ALTER TABLE workers DROP COLUMN {column}")
+    con.execute("PRAGMA user_version=2")
+    con.commit()
+    con.close()
+    again = Store(store.path)
+    w, = again.workers()
+    assert (w.id, w.state, w.engine, w.jobs_done, w.jobs_failed) == ("old", "stopped", None, 0, 0)
+    con = sqlite3.connect(store.path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert again.check() == "ok"
+
+
+def test_a_schema_2_postgres_store_gets_the_workers_columns(pg_server):
+    import psycopg
+
+    url = pg_server.create_database()
+    store = Store(url)
+    store.worker_seen("old", "stopped")
+    store.close()
+    with psycopg.connect(url, autocommit=True) as con:
+        for column in ("engine", "jobs_done", "jobs_failed"):
+            con.execute(f"ALTER TABLE workers DROP COLUMN {column}")
+        con.execute("UPDATE store_meta SET value='2' WHERE name='schema_version'")
+    again = Store(url)
+    w, = again.workers()
+    assert (w.id, w.state, w.engine, w.jobs_done, w.jobs_failed) == ("old", "stopped", None, 0, 0)
+    assert again.check() == "ok"
+    again.close()
+    Store(url).close()  # opened again: nothing left to migrate
 
 
 def test_newer_postgres_schema_is_refused(pg_server):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import logging
+import os
 import re
 import socket
 import time
@@ -152,6 +153,63 @@ def test_the_workers_command_drains_the_queue_and_reports(tmp_path, ray_local):
     assert f"workers: {len(specs)} done, 0 failed" in text.splitlines()[-1]
     assert store.queue_counts(exp.name)["done"] == len(specs)
     assert ray_local.is_initialized()  # it used the running Ray and left it running
+
+
+@pytest.mark.parametrize("argv, loopback", [
+    (["workers", "2", "--once"], True),
+    (["bench", "workers", "--jobs", "4"], True),
+    (["workers", "--address", "head:6379"], False),
+    (["workers", "--address=auto"], False),
+    (["bench", "workers", "--address", "head:6379"], False),
+    (["worker", "--once"], False),
+    (["bench", "merge"], False),
+])
+def test_the_command_line_keeps_a_private_local_ray_on_loopback(argv, loopback, monkeypatch):
+    """Set before anything imports ray (Ray reads it once, on import), by the variable Ray names,
+    not its private constant; a joined cluster is left alone, and so is a user's own setting."""
+    from ptm_core import __main__ as cli
+
+    assert cli.RAY_LOOPBACK_ENV == ray_workers._LOOPBACK_ENV
+    monkeypatch.delenv(cli.RAY_LOOPBACK_ENV, raising=False)
+    cli.prepare_environment(argv[0], argv[1:])
+    assert os.environ.get(cli.RAY_LOOPBACK_ENV) == ("0" if loopback else None)
+    monkeypatch.setenv(cli.RAY_LOOPBACK_ENV, "1")
+    cli.prepare_environment(argv[0], argv[1:])
+    assert os.environ[cli.RAY_LOOPBACK_ENV] == "1"
+
+
+@needs_ray
+def test_the_command_line_sets_it_before_ray_is_imported(tmp_path):
+    """`python -m ptm_core workers` in a fresh interpreter: ray, imported after the command line
+    set the variable, reads it itself (no private constant set); the private Ray is on loopback."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ptm_core.__main__ as cli\n"
+            "cli.prepare_environment('workers', [])\n"
+            "assert 'ray' not in sys.modules\n"
+            "from ray._private import ray_constants\n"
+            "print(ray_constants.ENABLE_RAY_CLUSTER)\n")
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != ray_workers._LOOPBACK_ENV}
+    env["PYTHONPATH"] = str(Path(ray_workers.__file__).resolve().parents[2])  # this checkout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=str(tmp_path), timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("args, expected", [
+    ((None, 4.0, 32.0, None, None), (4, 1.0, 1.0)),      # one engine per GPU
+    ((None, 8.0, 32.0, 2.0, None), (4, 2.0, 1.0)),       # an engine over 2 GPUs
+    ((None, 0.0, 16.0, None, None), (1, 0.0, 1.0)),      # CPUs only: one engine
+    ((None, 0.0, 16.0, None, 4.0), (4, 0.0, 4.0)),       # one per 4 cores
+    ((None, 0.0, 2.0, None, 4.0), (1, 0.0, 4.0)),        # fewer cores than one engine's
+    ((3, 4.0, 32.0, None, None), (3, 1.0, 1.0)),         # N as asked
+])
+def test_the_default_worker_count_is_one_per_gpu_or_per_n_cores(args, expected):
+    assert ray_workers.worker_count(*args) == expected
 
 
 class _TwoNodes:

@@ -29,14 +29,14 @@ from ptm_core.app.settings import (
     REPO, WORLDS, Settings, confine, confine_any, export_path, settings, world_file,
 )
 from ptm_core.app.sources import (
-    JOB_COLUMNS, WIRING, ExperimentSource, FrameFileSource, PaperSource, StoreSource, jobs_frame,
-    open_source,
+    JOB_COLUMNS, WIRING, WORKER_COLUMNS, ExperimentSource, FrameFileSource, PaperSource,
+    StoreSource, jobs_frame, open_source, workers_frame,
 )
 
 __all__ = [
     "AppDataError", "ExportResult", "dir_size", "export_merge", "zip_dir", "MergeRequest",
     "Progress", "Submission", "WorkerState", "method_menu", "REPO", "Settings", "confine",
-    "confine_any", "export_path", "settings", "WORLDS", "world_file", "JOB_COLUMNS", "WIRING", "ExperimentSource",
+    "confine_any", "export_path", "settings", "WORLDS", "world_file", "JOB_COLUMNS", "WIRING", "WORKER_COLUMNS", "workers_frame", "ExperimentSource",
     "FrameFileSource", "PaperSource", "StoreSource", "jobs_frame", "open_source",
     "FrontRequest", "FrontView", "front_view", "lattice_step", "plot_axes", "suggest",
 ]

@@ -84,6 +84,10 @@ class ExperimentSource:
     def queue_counts(self) -> dict[str, int]:
         return {}
 
+    def workers(self) -> pd.DataFrame:
+        """Every worker of the store seen in the last hour, one row each (WORKER_COLUMNS)."""
+        return pd.DataFrame(columns=WORKER_COLUMNS)
+
     def retry_failed(self) -> int:
         return 0
 
@@ -125,6 +129,9 @@ class ExperimentSource:
 
 JOB_COLUMNS = ["id", "status", "label", "kind", "suite", "progress", "worker", "attempts",
                "created", "started", "finished", "error"]
+WORKER_COLUMNS = ["worker", "host", "pid", "state", "engine", "current job", "last heartbeat",
+                  "s ago", "jobs done", "jobs failed", "started"]
+RECENT_WORKERS_S = 3600.0  # the Runs page lists workers seen this recently (live or not)
 
 
 class PaperSource(ExperimentSource):
@@ -323,11 +330,28 @@ class StoreSource(ExperimentSource):
     def cancel_queued(self) -> int:
         return int(self.store.cancel(experiment=self.exp.name))
 
+    def workers(self) -> pd.DataFrame:
+        store = self.store
+        now = store.clock()
+        rows = [w for w in store.workers() if now - w.last_seen <= RECENT_WORKERS_S]
+        live = [w for w in rows if w.state != "stopped" and now - w.last_seen <= self.stale_s]
+        ids = {w.id for w in live}
+        rows = live + [w for w in rows if w.id not in ids]  # each part: most recently seen first
+        jobs = {}
+        for w in rows[:200]:
+            if w.state == "busy" and w.job_id is not None and w.job_id not in jobs:
+                jobs[w.job_id] = store.job(w.job_id)
+        return workers_frame(rows[:200], jobs, now, self.stale_s)
+
     def worker(self) -> WorkerState:
         try:
             ws = self.store.workers(seen_within_s=self.stale_s)
         except Exception as e:  # noqa: BLE001 - show, don't crash
             return WorkerState(False, f"cannot read worker state: {e}")
+        if len(ws) > 1:
+            hosts = len({w.host for w in ws})
+            busy = sum(w.state == "busy" for w in ws)
+            return WorkerState(True, f"{len(ws)} workers on {hosts} host(s), {busy} busy")
         if ws:
             w = ws[0]
             return WorkerState(True, f"worker {w.id} is {w.state}" +
@@ -336,9 +360,33 @@ class StoreSource(ExperimentSource):
                            "start one with `python -m ptm_core worker` (or `make run`)")
 
 
+def _ts(v: float | None) -> str | None:
+    return None if v is None else pd.Timestamp(v, unit="s").strftime("%Y-%m-%d %H:%M:%S")
+
+
+def workers_frame(rows, jobs: dict, now: float, stale_s: float) -> pd.DataFrame:
+    """One row per worker (store WorkerRow): a worker not stopped but silent for longer than
+    `stale_s` reads 'gone?' (killed, or its machine lost: its job returns with the lease)."""
+    out = []
+    for w in rows:
+        ago = max(0.0, now - w.last_seen)
+        state = w.state
+        if state != "stopped" and ago > stale_s:
+            state = f"gone? (was {w.state})"
+        current = ""
+        if w.state == "busy" and w.job_id is not None:
+            j = jobs.get(w.job_id)
+            current = f"{w.job_id}" + (f": {j.label} / {j.suite_ref}" if j is not None else "")
+        out.append({"worker": w.id, "host": w.host, "pid": w.pid, "state": state,
+                    "engine": w.engine or "", "current job": current,
+                    "last heartbeat": _ts(w.last_seen), "s ago": int(ago),
+                    "jobs done": w.jobs_done, "jobs failed": w.jobs_failed,
+                    "started": _ts(w.started_at)})
+    return pd.DataFrame(out, columns=WORKER_COLUMNS)
+
+
 def jobs_frame(rows) -> pd.DataFrame:
-    def ts(v):
-        return None if v is None else pd.Timestamp(v, unit="s").strftime("%Y-%m-%d %H:%M:%S")
+    ts = _ts
     out = []
     for r in rows:
         prog = ""

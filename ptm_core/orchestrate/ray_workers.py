@@ -43,8 +43,10 @@ from ptm_core.store.jobs import Fingerprinter, SuiteResolver
 from ptm_core.store.location import parse_location, redact
 from ptm_core.store.records import Job
 
-# Ray turns 127.0.0.1 into the machine's address unless it believes it runs where clusters are
-# unsupported; this variable (read when ray is imported) keeps a local instance on loopback.
+# Ray turns 127.0.0.1 into the machine's address unless it believes it runs where multi-node
+# clusters are unsupported; this variable, which Ray names to its users and reads once when ray
+# is imported, keeps a local instance on loopback. `python -m ptm_core workers` sets it before
+# anything imports ray (ptm_core/__main__.py:RAY_LOOPBACK_ENV, the same name).
 _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
@@ -77,16 +79,14 @@ def connect(address: str | None = None, *, num_cpus: float | None = None,
     dashboard; tried again when its start times out, as it can on a loaded machine). Returns
     (`ray`, whether this call connected: then it is this caller's to shut down); an already
     initialised Ray is used as it is."""
+    imported_before = "ray" in sys.modules
     if address is None:
-        os.environ.setdefault(_LOOPBACK_ENV, "0")
+        os.environ.setdefault(_LOOPBACK_ENV, "0")  # the command line set it already
     ray = ray_module()
     if ray.is_initialized():
         return ray, False
-    if address is None and os.environ[_LOOPBACK_ENV] == "0":
-        # Ray reads the variable once, when first imported, and something else (vLLM) may have
-        # imported it before this call set it: the driver's copy is set here too.
-        from ray._private import ray_constants
-        ray_constants.ENABLE_RAY_CLUSTER = False
+    if address is None and imported_before and os.environ[_LOOPBACK_ENV] == "0":
+        _loopback_fallback()
     if address is None:
         for attempt in range(1, start_attempts + 1):
             try:
@@ -104,6 +104,21 @@ def connect(address: str | None = None, *, num_cpus: float | None = None,
     else:
         ray.init(address=address, configure_logging=False)
     return ray, True
+
+
+def _loopback_fallback() -> None:
+    """Only for a process that imported ray before the variable was set (a library caller, the
+    tests, anything that imported vLLM first): Ray has read it already, so its private constant
+    is set instead. Ray's own processes, started after, read the variable themselves. A Ray
+    without that constant starts as it would (on the machine's address) and says so."""
+    try:
+        from ray._private import ray_constants
+        if ray_constants.ENABLE_RAY_CLUSTER:
+            ray_constants.ENABLE_RAY_CLUSTER = False
+    except (ImportError, AttributeError) as e:
+        print(f"workers: ray was imported before {_LOOPBACK_ENV}=0 was set and this Ray has no "
+              f"constant to set instead ({e}); the local Ray may listen on this machine's "
+              "address, not 127.0.0.1 only", file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -271,6 +286,22 @@ def _store_location(value: str | None, ray: Any) -> str:
     return str(Path(loc).expanduser().resolve())  # the actors' working directory may differ
 
 
+def worker_count(n: int | None, gpus: float, cpus: float, gpus_per_worker: float | None,
+                 cpus_per_worker: float | None) -> tuple[int, float, float]:
+    """(workers, GPUs each, CPUs each): N as asked; else one per GPU of the cluster (or per
+    `gpus_per_worker` GPUs); without GPUs, one per `cpus_per_worker` cores when that was given
+    (an engine per C cores), else 1 (one CPU engine already uses every core it can get)."""
+    per_gpu = gpus_per_worker if gpus_per_worker is not None else (1.0 if gpus else 0.0)
+    per_cpu = cpus_per_worker if cpus_per_worker is not None else 1.0
+    if n is None:
+        if per_gpu:
+            n = int(gpus // per_gpu)
+        elif cpus_per_worker:
+            n = int(cpus // cpus_per_worker)
+        n = max(1, n or 1)
+    return n, per_gpu, per_cpu
+
+
 def _sigterm_interrupts() -> None:
     """ray.init installs its own SIGTERM handler; SIGTERM must unwind like Ctrl-C."""
     def on_term(signum, frame):
@@ -287,13 +318,16 @@ def main(argv: Sequence[str] | None = None, *, engine_factory: EngineFactory | N
                                  description="Run N evaluation workers, each with a warm engine, "
                                              "as Ray actors claiming from one store.")
     ap.add_argument("n", type=int, nargs="?", default=None,
-                    help="how many workers (default: one per GPU of the cluster, else 1)")
+                    help="how many workers (default: one per GPU of the cluster; without GPUs, "
+                         "one per --cpus-per-worker cores when that is given, else 1)")
     ap.add_argument("--address", default=None,
                     help="a Ray cluster to join (HOST:6379 of `ray start --head`, or 'auto'); "
                          "default: a private Ray on this machine, bound to 127.0.0.1")
     ap.add_argument("--gpus-per-worker", type=float, default=None,
                     help="GPUs each engine takes (default: 1 when the cluster has GPUs, else 0)")
-    ap.add_argument("--cpus-per-worker", type=float, default=1.0)
+    ap.add_argument("--cpus-per-worker", type=float, default=None,
+                    help="CPU cores each worker takes (default 1); on a cluster without GPUs, "
+                         "giving it makes the default N one worker per that many cores")
     ap.add_argument("--num-cpus", type=int, default=None,
                     help="CPUs the private local Ray may use (default: all)")
     ap.add_argument("--max-restarts", type=int, default=3,
@@ -308,12 +342,13 @@ def main(argv: Sequence[str] | None = None, *, engine_factory: EngineFactory | N
         location = _store_location(args.store, ray)
         store = Store(parse_location(location),  # the driver imports cached_runs/ once
                       cached_dir=None if args.no_cached else default_cached_dir())
-        gpus = float(ray.cluster_resources().get("GPU", 0))
-        per_gpu = args.gpus_per_worker if args.gpus_per_worker is not None else (1.0 if gpus else 0.0)
-        n = args.n or (max(1, int(gpus // per_gpu)) if per_gpu else 1)
+        resources = ray.cluster_resources()
+        n, per_gpu, per_cpu = worker_count(args.n, float(resources.get("GPU", 0)),
+                                           float(resources.get("CPU", 0)),
+                                           args.gpus_per_worker, args.cpus_per_worker)
         wiring = Wiring(engine_factory or default_engine_factory,
                         suite_resolver or default_suite_resolver, builder, fingerprinter)
-        pool = RayWorkers(location, n, wiring, cpus_per_worker=args.cpus_per_worker,
+        pool = RayWorkers(location, n, wiring, cpus_per_worker=per_cpu,
                           gpus_per_worker=per_gpu, max_restarts=args.max_restarts)
         try:
             ids = pool.worker_ids()

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Sequence
 from ptm_core.store.backend import StoreError, StoreUnavailable, retried
 from ptm_core.store.location import redact
 
-SCHEMA_VERSION = 2  # same tables and meaning as the SQLite schema of this version
+SCHEMA_VERSION = 3  # same tables and meaning as the SQLite schema of this version
 _SCHEMA_LOCK = 0x70746D  # advisory lock: two processes opening a new database at once
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -119,7 +119,10 @@ CREATE TABLE IF NOT EXISTS workers (
     last_seen DOUBLE PRECISION NOT NULL,
     state TEXT NOT NULL,
     job_id BIGINT,
-    extra TEXT NOT NULL DEFAULT '{}'
+    extra TEXT NOT NULL DEFAULT '{}',
+    engine TEXT,
+    jobs_done BIGINT NOT NULL DEFAULT 0,
+    jobs_failed BIGINT NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS imports (
     path TEXT PRIMARY KEY,
@@ -128,6 +131,15 @@ CREATE TABLE IF NOT EXISTS imports (
     imported_at DOUBLE PRECISION NOT NULL
 )
 """
+
+# A database made by an older ptm_core, brought up to this schema (idempotent; a column with a
+# constant default rewrites no rows). Run under the schema's advisory lock, once.
+_MIGRATIONS = (
+    # 2 -> 3: workers record their engine and how many jobs they finished
+    "ALTER TABLE workers ADD COLUMN IF NOT EXISTS engine TEXT",
+    "ALTER TABLE workers ADD COLUMN IF NOT EXISTS jobs_done BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE workers ADD COLUMN IF NOT EXISTS jobs_failed BIGINT NOT NULL DEFAULT 0",
+)
 
 
 class PostgresSQL:
@@ -334,6 +346,9 @@ class PostgresDB:
                                  f"this ptm_core understands ({SCHEMA_VERSION}); upgrade ptm_core")
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
+                    con.execute(stmt)
+            if 0 < version < SCHEMA_VERSION:  # only then: ALTER TABLE locks the table whole
+                for stmt in _MIGRATIONS:
                     con.execute(stmt)
             con.execute("INSERT INTO store_meta(name, value) VALUES ('schema_version', ?) "
                         "ON CONFLICT (name) DO UPDATE SET value=excluded.value",

@@ -200,6 +200,9 @@ class JobQueue:
             owned = cur.rowcount == 1
             _event(con, job.id, now, "done" if owned else "result", job.worker,
                    None if owned else "result written after the lease was lost")
+            # the worker's engine and count, with the result (a job it lost is not counted)
+            con.execute("UPDATE workers SET engine=?, jobs_done=jobs_done+?, last_seen=? "
+                        "WHERE id=?", (record.engine, int(owned), now, job.worker))
             return owned
 
     @retried
@@ -212,6 +215,8 @@ class JobQueue:
                 (error, now, now, job.id, job.worker))
             if cur.rowcount:
                 _event(con, job.id, now, "failed", job.worker, error[:2000])
+                con.execute("UPDATE workers SET jobs_failed=jobs_failed+1, last_seen=? WHERE id=?",
+                            (now, job.worker))
             return cur.rowcount == 1
 
     @retried
@@ -324,11 +329,15 @@ class JobQueue:
 
     @retried
     def workers(self, *, seen_within_s: float | None = None) -> list[WorkerRow]:
+        """Every worker the store has seen, the most recently seen first: its host and pid,
+        state and job, the engine of its last result and how many jobs it finished (done,
+        failed). `seen_within_s`: only those alive (not stopped, seen that recently)."""
         now = self.clock()
         with self._use() as con:
             rows = con.execute("SELECT * FROM workers ORDER BY last_seen DESC").fetchall()
         out = [WorkerRow(r["id"], r["host"], r["pid"], r["started_at"], r["last_seen"], r["state"],
-                         r["job_id"], json.loads(r["extra"])) for r in rows]
+                         r["job_id"], json.loads(r["extra"]), r["engine"], int(r["jobs_done"]),
+                         int(r["jobs_failed"])) for r in rows]
         if seen_within_s is not None:
             out = [w for w in out if now - w.last_seen <= seen_within_s and w.state != "stopped"]
         return out

@@ -207,3 +207,6 @@ class WorkerRow:
     state: str
     job_id: int | None = None
     extra: dict = field(default_factory=dict)
+    engine: str | None = None  # the engine of its last result (schema 3; None before one)
+    jobs_done: int = 0  # jobs it marked done (a result written after its lease was lost: not)
+    jobs_failed: int = 0

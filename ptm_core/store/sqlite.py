@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 
 from ptm_core.store.backend import StoreError
 
-SCHEMA_VERSION = 2  # 2: results.intervals
+SCHEMA_VERSION = 3  # 2: results.intervals; 3: workers.engine, jobs_done, jobs_failed
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     key TEXT NOT NULL,
@@ -115,7 +115,10 @@ CREATE TABLE IF NOT EXISTS workers (
     last_seen REAL NOT NULL,
     state TEXT NOT NULL,
     job_id INTEGER,
-    extra TEXT NOT NULL DEFAULT '{}'
+    extra TEXT NOT NULL DEFAULT '{}',
+    engine TEXT,
+    jobs_done INTEGER NOT NULL DEFAULT 0,
+    jobs_failed INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS imports (
     path TEXT PRIMARY KEY,
@@ -298,3 +301,12 @@ def _migrate(con: sqlite3.Connection) -> None:
     have = {r[1] for r in con.execute("PRAGMA table_info(results)")}
     if "intervals" not in have:  # schema 1: results had no intervals
         con.execute("ALTER TABLE results ADD COLUMN intervals TEXT NOT NULL DEFAULT '{}'")
+    have = {r[1] for r in con.execute("PRAGMA table_info(workers)")}
+    for column, decl in _WORKER_COLUMNS_3:  # schema 2: workers had no engine or counts
+        if column not in have:
+            con.execute(f"ALTER TABLE workers ADD COLUMN {column} {decl}")
+
+
+# added to `workers` by schema 3 (a column with a constant default: ALTER TABLE rewrites nothing)
+_WORKER_COLUMNS_3 = (("engine", "TEXT"), ("jobs_done", "INTEGER NOT NULL DEFAULT 0"),
+                     ("jobs_failed", "INTEGER NOT NULL DEFAULT 0"))
