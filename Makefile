@@ -53,7 +53,7 @@ postgres:
 # Rebuild the shipped lab from nothing: train, publish the merge inputs, write the experiment,
 # evaluate every point the paper reports, ship the results and print the report.
 lab: $(STAMP)
-	$(BIN)/python -m ptm_core lab build --profile full
+	$(BIN)/python -m ptm_core lab build
 	$(BIN)/python -m ptm_core lab publish
 	$(BIN)/python -m ptm_core lab experiment
 	$(BIN)/python -m ptm_core sweep data/lab/lab.yml --methods task_arithmetic,linear,wise_ft --heuristic --pairs --export

@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("ptm_core.orchestrate.sweep", "evaluate a grid of recipes for an experiment"),
     "search": ("ptm_core.search.cli", "suggest ω, measure, refit: the best merge without the full grid"),
     "cached": ("ptm_core.store.cached_cli", "import/export shipped results in cached_runs/*.jsonl"),
-    "lab": ("ptm_core.lab.__main__", "the embedded lab: `lab build [--profile full|micro]`, `lab publish`, `lab experiment`, `lab report`, `lab probe`"),
+    "lab": ("ptm_core.lab.__main__", "the embedded lab: `lab build [--profile regime|plain|micro]`, `lab publish`, `lab experiment`, `lab report`, `lab probe`"),
     "smollm2": ("ptm_core.smollm2.cli", "the real-model world: `smollm2 build`, `smollm2 materialize`, `smollm2 status`"),
     "app": ("ptm_core.app.launch", "start the Streamlit app and a worker on localhost"),
 }

@@ -4,6 +4,7 @@ One micro build (the same pipeline as the shipped lab at toy size) is shared by 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
@@ -155,9 +156,9 @@ def test_publish_copies_the_merge_inputs(lab, tmp_path):
 def test_cli_and_profile_guard(lab, tmp_path):
     out, *_ = lab
     assert main(["--profile", "micro", "--out", str(out), "--no-check"]) == 0
-    assert main(["--profile", "full", "--out", str(out)]) == 2  # refuses to mix profiles
+    assert main(["--profile", "plain", "--out", str(out)]) == 2  # refuses to mix profiles
     with pytest.raises(PTMError):
-        build(get_profile("full"), out, log=lambda _: None)
+        build(get_profile("plain"), out, log=lambda _: None)
     from ptm_core.lab.publish import publish
 
     with pytest.raises(PTMError):
@@ -210,3 +211,35 @@ def test_probe_can_pretrain_a_new_base(lab, tmp_path):
     pre = json.loads((tmp_path / "p" / "models" / "pre" / "run.json").read_text())
     assert pre["steps"] == MICRO.pretrain_steps // 2 == result["pretrain_steps"]
     assert (tmp_path / "p" / "models" / "skill-safety" / "run.json").exists()
+
+
+def test_probe_of_the_chat_mix_pretrains_its_own_base_and_freezes(lab, tmp_path):
+    """A profile whose corpus mix differs from the source's θ_pre gets its own θ_pre (same length,
+    other corpus); `frozen` leaves embeddings, head and norms of θ_G and θ_D at θ_pre; the leak
+    check regenerates the corpus of the mix θ_pre recorded."""
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from ptm_core.lab.probe import probe
+    from ptm_core.lab.validity import corpus_of
+    from ptm_core.lab.world.corpus import documents
+
+    out, *_ = lab
+    frozen = ("embed_tokens", "lm_head", "norm")
+    profile = dataclasses.replace(MICRO, corpus="chat",
+                                  finetune=dataclasses.replace(MICRO.finetune, frozen=frozen, epochs=1))
+    probe(out, tmp_path / "p", profile, omegas=[1.0], skills=["safety"], cap=2, log=lambda _: None)
+    models = tmp_path / "p" / "models"
+    pre_run = json.loads((models / "pre" / "run.json").read_text())
+    assert pre_run["corpus_mix"] == "chat" and pre_run["steps"] == MICRO.pretrain_steps
+    assert load_file(str(models / "pre" / "model.safetensors"))["model.embed_tokens.weight"].ne(
+        load_file(str(out / "models" / "pre" / "model.safetensors"))["model.embed_tokens.weight"]).any()
+    pre = load_file(str(models / "pre" / "model.safetensors"))
+    for run in ("general", "skill-safety"):
+        tuned = load_file(str(models / run / "model.safetensors"))
+        assert all(tuned[k].equal(pre[k]) for k in pre if any(f in k for f in frozen)), run
+        assert any(not tuned[k].equal(pre[k]) for k in pre if "mlp" in k), run
+    corpus = corpus_of(tmp_path / "p", MICRO.seed)
+    assert len(corpus) == pre_run["corpus_docs"]
+    assert corpus[:20] == list(itertools.islice(documents(MICRO.seed, "chat"), 20))

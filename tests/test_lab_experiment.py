@@ -14,7 +14,7 @@ def fake_build(root: Path) -> Path:
     """build.json and run.json files as a finished build writes them (no weights needed)."""
     sizes = {"general": 1000, "science": 220, "coding": 570, "safety": 240}
     (root / "models").mkdir(parents=True)
-    (root / "build.json").write_text(json.dumps({"profile": "full", "status": "complete",
+    (root / "build.json").write_text(json.dumps({"profile": "regime", "status": "complete",
                                                  "world": {"sizes": {"train": sizes}}}))
 
     def run(name, kind, skills, data, steps, size_index=None, fraction=1.0):

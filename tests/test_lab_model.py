@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ptm_core.lab.model import VLLM_CPU_HEAD_SIZES, ModelShape, llama_config, load_model, new_model, save_model
-from ptm_core.lab.profiles import PROFILES
+from ptm_core.lab.profiles import PROFILES, SHIPPED
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
@@ -26,7 +26,7 @@ def test_unsupported_head_size_is_refused():
 def test_full_checkpoint_is_at_most_5_mb_and_reloads(tmp_path):
     from ptm_core.lab import tokenizer as T
 
-    profile = PROFILES["full"]
+    profile = PROFILES[SHIPPED]
     tok_dir = tmp_path / "tok"
     T.save(T.train_tokenizer(["a b c def f(x):\n    return x"] * 10, vocab_size=300), tok_dir)
     model = new_model(profile.shape, profile.vocab_size, 0, 1, seed=0)

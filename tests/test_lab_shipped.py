@@ -41,13 +41,13 @@ def test_score_gaps_hold_on_a_sample_of_the_test_split():
     """θ_G below each θ_D on its skill, each θ_D below θ_G on general (30 items per suite)."""
     import torch
 
-    from ptm_core.lab.profiles import get_profile
+    from ptm_core.lab.profiles import SHIPPED, get_profile
     from ptm_core.lab.suites import build_suites
     from ptm_core.lab.validity import SKILL_AXIS, evaluate, gap_checks
     from ptm_core.lab.world import build_world
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    profile = get_profile("full")
+    profile = get_profile(SHIPPED)
     suites = build_suites(build_world(profile.world), "test", cap=30)
     needed = {"general": ["lab_general", *(SKILL_AXIS[s][0] for s in SKILLS)]}
     needed.update({f"skill-{s}": ["lab_general", SKILL_AXIS[s][0]] for s in SKILLS})
@@ -64,11 +64,11 @@ def test_vllm_and_transformers_agree_on_the_shipped_models(model, suite):
     from ptm_core.engine.base import Sampling
     from ptm_core.engine.hf import HFEngine
     from ptm_core.engine.isolated import generate_in_fresh_engine
-    from ptm_core.lab.profiles import get_profile
+    from ptm_core.lab.profiles import SHIPPED, get_profile
     from ptm_core.lab.suites import build_suites
     from ptm_core.lab.world import build_world
 
-    items = build_suites(build_world(get_profile("full").world), "test", cap=20)[suite].items
+    items = build_suites(build_world(get_profile(SHIPPED).world), "test", cap=20)[suite].items
     prompts = [it.prompt for it in items]
     greedy = Sampling(temperature=0.0, max_tokens=32)
     path = LAB / "models" / model

@@ -1,4 +1,4 @@
-"""`python -m ptm_core lab build [--profile full|micro] [--out DIR]`: build the lab.
+"""`python -m ptm_core lab build [--profile regime|plain|micro] [--out DIR]`: build the lab.
 
 Steps, each skipped when its output already exists (a killed build restarts where it stopped):
 the world (JSONL splits), the tokenizer, then every run of the plan in order (runs.py), each
@@ -17,10 +17,10 @@ from typing import Callable
 
 from ptm_core.atomic import remove_stale_partials_in, staging_dir, write_text
 from ptm_core.errors import PTMError
-from ptm_core.lab.profiles import PROFILES, Profile, get_profile
+from ptm_core.lab.profiles import PROFILES, SHIPPED, Profile, get_profile
 from ptm_core.lab.world import SPLITS, World, build_world
 
-DEFAULT_OUT = {"full": Path("runs/lab"), "regime": Path("runs/lab-regime"), "micro": Path("runs/lab-micro")}
+DEFAULT_OUT = {"regime": Path("runs/lab"), "plain": Path("runs/lab-plain"), "micro": Path("runs/lab-micro")}
 BUILD_FILE = "build.json"
 
 
@@ -165,7 +165,7 @@ def build(profile: Profile, out: Path, *, check: bool = True, threads: int | Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ptm_core lab build",
                                      description="Build the lab: world, tokenizer, θ_pre, θ_G, θ_D, CFT and RT runs.")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default=SHIPPED)
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory (default runs/lab, or runs/lab-micro for micro)")
     parser.add_argument("--no-check", action="store_true", help="skip the validity check")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ptm_core.atomic import write_text
-from ptm_core.lab.profiles import Profile, get_profile
+from ptm_core.lab.profiles import SHIPPED, Profile, get_profile
 from ptm_core.lab.validity import GENERAL_AXIS, SKILL_AXIS
 from ptm_core.lab.world import SKILLS
 
@@ -116,7 +116,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--source", type=Path, default=Path("runs/lab"),
                    help="a build whose world, tokenizer and θ_pre to reuse (when it has them)")
     p.add_argument("--out", type=Path, help="default: runs/probe-lr<lr>-ep<epochs>")
-    p.add_argument("--profile", default="full")
+    p.add_argument("--profile", default=SHIPPED)
     p.add_argument("--pretrain-steps", type=int, default=None,
                    help="pretrain a new θ_pre for this many steps instead of reusing the build's")
     p.add_argument("--omegas", default=",".join(f"{w:g}" for w in DEFAULT_OMEGAS))
@@ -133,7 +133,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         p.error(f"unknown skill(s) {', '.join(unknown)}; choose from {', '.join(SKILLS)}")
     profile = probe_profile(get_profile(a.profile), a.lr, a.epochs, a.pretrain_steps)
     pre_tag = f"-pre{a.pretrain_steps}" if a.pretrain_steps else ""
-    prof_tag = "" if a.profile == "full" else f"-{a.profile}"
+    prof_tag = "" if a.profile == SHIPPED else f"-{a.profile}"
     out = a.out or Path("runs") / f"probe{prof_tag}-lr{a.lr:g}-ep{a.epochs}{pre_tag}"
     result = probe(a.source, out, profile, omegas=[float(w) for w in a.omegas.split(",")],
                    skills=skills, cap=a.cap)

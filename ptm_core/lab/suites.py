@@ -160,9 +160,9 @@ def build_suites(world: World | None = None, split: Split = "test",
     """The five lab suites over `split` of `world` (default: the full profile's world).
     `cap` limits the items per suite (for quick checks)."""
     if world is None:
-        from ptm_core.lab.profiles import get_profile
+        from ptm_core.lab.profiles import SHIPPED, get_profile
 
-        world = build_world(get_profile("full").world)
+        world = build_world(get_profile(SHIPPED).world)
     general = [ex for ex in world.examples(split, "general") if not ex.kind.startswith("safe/")]
     safe = [ex for ex in world.examples(split, "general") if ex.kind.startswith("safe/")]
     version = f"{SUITE_VERSION}.{split}"
