@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -143,3 +144,37 @@ def test_store_source_failed_job_is_readable(fake_store, monkeypatch):
     jobs = src.jobs()
     assert jobs["error"].str.contains("boom").any()
     assert src.retry_failed() >= 1
+
+
+def test_store_source_hides_results_of_a_rebuilt_model_until_it_is_measured_again(fake_store,
+                                                                                   monkeypatch):
+    """The app shows what was measured on the models as they are now (docs/store.md, "Current
+    results"): a model rebuilt under the same path takes its results off the pages, and the
+    page's cache notices without a new result being stored."""
+    import ptm_core.testing.store as T
+    from ptm_core.orchestrate.worker import run_worker
+
+    path, store, _ = fake_store
+    src = data.open_source(str(path))
+    req = data.MergeRequest.make("task_arithmetic", {"science": 0.5, "coding": 0.0})
+    before, version = src.results().frame, src.version()
+    assert src.lookup(req) is not None
+    science = src.exp.skills["science"].model
+    (Path(science) / "model.safetensors").write_bytes(b"other weights")  # rebuilt
+    rebuilt = lambda ref: T.fake_fingerprinter(ref + ("-v2" if ref == science else ""))  # noqa: E731
+    monkeypatch.setitem(data.WIRING, "fingerprinter", rebuilt)
+    assert src.version() != version
+    after = src.results().frame
+    uses_science = lambda f: f[f.kind.isin(["skill", "ptm"]) & f.skills.str.contains("science")]  # noqa: E731
+    assert len(uses_science(before)) > 0 and uses_science(after).empty
+    assert len(after[after.skills == "coding"]) == len(before[before.skills == "coding"])
+    assert src.lookup(req) is None
+    sub = src.submit(req)
+    assert sub.status == "queued"  # new weights: not the stored result
+    run_worker(store, lambda e: T.FakeEngine(), data.WIRING["suite_resolver"], once=True,
+               builder=data.WIRING["builder"], fingerprinter=rebuilt)
+    assert src.progress(sub.job_ids).state == "done"
+    row = src.lookup(req)
+    assert row is not None and row["label"] == "ω_science=0.5"
+    frame = src.results().frame
+    assert len(frame[frame.label == "ω_science=0.5"]) == 1

@@ -6,12 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from ptm_core.analysis.results import Results
+from ptm_core.store.current import CurrentModels, Fingerprints
 from ptm_core.store.experiment import Experiment
 from ptm_core.store.frame import results_frame
 
 
-def stored_results(store: Any, exp: Experiment, *, version: str | None = None) -> Results:
-    return Results.from_frame(results_frame(store, exp), name=exp.name,
+def stored_results(store: Any, exp: Experiment, *, version: str | None = None,
+                   current: Fingerprints | CurrentModels | None = None) -> Results:
+    """`current`: the models as they are now (`ptm_core.merge.fingerprint.current_fingerprints`),
+    so results of models rebuilt since are left out (`results_frame`)."""
+    return Results.from_frame(results_frame(store, exp, current=current), name=exp.name,
                               version=version if version is not None else str(store.results_version(exp.name)),
                               skills=list(exp.skills),
                               heuristics={s: float(exp.heuristic_omega(s)) for s in exp.skills})

@@ -240,11 +240,19 @@ class StoreSource(ExperimentSource):
         return {s: float(self.exp.heuristic_omega(s)) for s in self.exp.skills}
 
     def version(self) -> str:
-        return str(self.store.results_version(self.exp.name))
+        """Changes when the stored results change, and when a model file changes (a rebuilt
+        model's results leave the frame without a new result being stored)."""
+        from ptm_core.merge.fingerprint import models_stamp  # no torch
+        return f"{self.store.results_version(self.exp.name)}|{models_stamp(self.exp)}"
 
     def _load_frame(self) -> pd.DataFrame:
+        """The store's frame without the results of models rebuilt since (docs/store.md,
+        "Current results"); models not materialized here are not checked, so their shipped
+        results show."""
+        from ptm_core.merge.fingerprint import current_fingerprints
         from ptm_core.store.frame import results_frame
-        return results_frame(self.store, self.exp)
+        current = current_fingerprints(self.exp, WIRING["fingerprinter"])
+        return results_frame(self.store, self.exp, current=current)
 
     def models(self) -> dict[str, str]:
         m = {"base": self.exp.base, "general": self.exp.general.model}

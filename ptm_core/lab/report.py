@@ -175,6 +175,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     from ptm_core.analysis.stored import stored_results
     from ptm_core.atomic import write_text
     from ptm_core.lab.experiment import find_lab_experiment
+    from ptm_core.merge.fingerprint import current_fingerprints
+    from ptm_core.store.current import current_records
     from ptm_core.store.db import Store
     from ptm_core.store.experiment import Experiment
 
@@ -184,7 +186,13 @@ def main(argv: Optional[list[str]] = None) -> int:
               "build`, or set PTM_LAB_EXPERIMENT)", file=sys.stderr)
         return 1
     exp = Experiment.load(path)
-    res = stored_results(Store.open_default(), exp)
+    store = Store.open_default()
+    current = current_fingerprints(exp)  # results of models rebuilt since are left out
+    res = stored_results(store, exp, current=current)
+    stale = len(current_records(store.results(exp.name), current).stale)
+    if stale:
+        print(f"note: {stale} stored result(s) of {exp.name} were measured on models rebuilt "
+              "since and are left out (docs/store.md, \"Current results\")", file=sys.stderr)
     who = "lab" if exp.name == "lab" else exp.name
     if res.general_row() is None:
         print("no results for θ_G yet: run `python -m ptm_core sweep data/lab/lab.yml` first",

@@ -7,28 +7,21 @@ arbitrary code, and every model we merge can be converted to safetensors once.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from functools import cached_property
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import torch
 
-from ptm_core import safe_json
 from ptm_core.errors import CheckpointError
-from ptm_core.merge.file_hash import file_sha256
+from ptm_core.merge.fingerprint import (  # noqa: F401 - INDEX_NAME, FINGERPRINT_SCHEME: re-exported
+    FINGERPRINT_SCHEME, INDEX_NAME, fingerprint_of, read_model_json, shard_names, support_files,
+)
 from ptm_core.merge.safetensors_io import SafetensorsFile, SafetensorsFormatError, TensorInfo
 
-INDEX_NAME = "model.safetensors.index.json"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-_MAX_JSON = 16 * 1024 * 1024  # config.json and the shard index are KiBs; tokenizers are separate
 _CONFIG_INTS = ("num_hidden_layers", "n_layer")
-# Fingerprints hash every byte (version 1 sampled 64 blocks and could miss an edit between them).
-FINGERPRINT_SCHEME = "ptm-fingerprint/2"
-# Descriptions, not inputs: a model card or the recipe a merge was made from do not change outputs.
-_NOT_IDENTITY = frozenset({"README.md", "mergekit_config.yml", "merge_recipe.yml"})
 
 
 def resolve_model_dir(ref: str) -> Path:
@@ -86,13 +79,7 @@ class Checkpoint:
 
     def _read_json(self, name: str) -> object:
         """A small JSON file of the model: strict (UTF-8, no duplicate keys), bounded."""
-        try:
-            with open(self.path / name, "rb") as f:
-                return safe_json.loads(f.read(_MAX_JSON + 1), max_bytes=_MAX_JSON)
-        except safe_json.JSONFormatError as e:
-            raise CheckpointError(self.name, f"{name}: {e}") from None
-        except OSError as e:
-            raise CheckpointError(self.name, f"{name}: cannot read: {e.strerror or e}") from None
+        return read_model_json(self.name, self.path, name)
 
     def _read_config(self) -> dict:
         if not (self.path / "config.json").is_file():
@@ -111,31 +98,7 @@ class Checkpoint:
         return cfg
 
     def _shard_names(self) -> list[str]:
-        index = self.path / INDEX_NAME
-        if index.is_file():
-            data = self._read_json(INDEX_NAME)
-            weight_map = data.get("weight_map") if isinstance(data, dict) else None
-            if not isinstance(weight_map, dict) or not weight_map:
-                raise CheckpointError(self.name, f"{INDEX_NAME}: weight_map must be a non-empty "
-                                      "object of tensor name -> shard file")
-            for tensor, shard in weight_map.items():
-                if not _is_plain_shard_name(shard):
-                    raise CheckpointError(
-                        self.name, f"{INDEX_NAME}: shard {str(shard)[:80]!r} is not a "
-                        ".safetensors file inside the model directory (no '..', no absolute "
-                        "path)", tensor[:80])
-            return sorted(set(weight_map.values()))
-        shards = sorted(p.name for p in self.path.glob("*.safetensors"))
-        if shards:
-            return shards
-        pickles = sorted(p.name for p in self.path.iterdir() if p.name.endswith(_PICKLE_SUFFIXES))
-        if pickles:
-            raise CheckpointError(
-                self.name, f"holds only pickle weights ({', '.join(pickles)}); pickles can run code "
-                "when loaded and are refused. Convert to safetensors first "
-                "(e.g. model.save_pretrained(dir, safe_serialization=True))."
-            )
-        raise CheckpointError(self.name, "has no *.safetensors weights")
+        return shard_names(self.name, self.path)
 
     # --- TensorSource protocol -------------------------------------------------------------
     def tensor_names(self) -> list[str]:
@@ -189,12 +152,11 @@ class Checkpoint:
         return self._fingerprint
 
     def _compute_fingerprint(self) -> str:
-        return _fingerprint_files(self.name, {shard: self.path / shard for shard in self._files},
-                                  self.path)
+        return fingerprint_of(self.name, self.path, list(self._files))  # merge/fingerprint.py
 
     def support_files(self) -> list[Path]:
         """Files a merged checkpoint copies from its template model (config, tokenizer...)."""
-        return _support_files(self.path)
+        return support_files(self.path)
 
     def close(self) -> None:
         for f in self._files.values():
@@ -216,45 +178,9 @@ def model_fingerprint(ref: str) -> str:
     there) is fingerprinted by the same rule over the files it has."""
     path = resolve_model_dir(ref)
     if not (path / INDEX_NAME).is_file() and not any(path.glob("*.safetensors")):
-        return _fingerprint_files(ref, {}, path)
+        return fingerprint_of(ref, path, [])
     with Checkpoint(ref, path) as ck:
         return ck.fingerprint()
-
-
-def _support_files(path: Path) -> list[Path]:
-    keep = []
-    for p in sorted(path.iterdir()):
-        if not p.is_file() or p.name.endswith(".safetensors") or p.name == INDEX_NAME:
-            continue
-        if p.name.endswith(_PICKLE_SUFFIXES) or p.name in ("README.md", "merge_recipe.yml"):
-            continue
-        keep.append(p)
-    return keep
-
-
-def _fingerprint_files(ref: str, shards: dict[str, Path], path: Path) -> str:
-    """sha256 (16 hex) over (name, content hash) of the shards and every support file."""
-    h = hashlib.sha256(FINGERPRINT_SCHEME.encode() + b"\0")
-    files = dict(shards)
-    files.update({p.name: p for p in _support_files(path) if p.name not in _NOT_IDENTITY})
-    for name in sorted(files):
-        try:
-            digest = file_sha256(files[name])
-        except OSError as e:
-            raise CheckpointError(ref, f"{name}: cannot read: {e.strerror or e}") from None
-        h.update(name.encode() + b"\0" + digest.encode() + b"\0")
-    return h.hexdigest()[:16]
-
-
-def _is_plain_shard_name(shard: object) -> bool:
-    """A relative path below the model directory, judged by name: `..`, absolute paths and
-    backslashes are refused. (Symlinks are not resolved: the Hugging Face cache links every
-    file of a snapshot to ../../blobs.)"""
-    if not isinstance(shard, str) or not shard.endswith(".safetensors") or "\\" in shard \
-            or "\0" in shard:
-        return False
-    p = PurePosixPath(shard)
-    return not p.is_absolute() and all(part not in ("", ".", "..") for part in shard.split("/"))
 
 
 def is_within(child: str | os.PathLike, parent: str | os.PathLike) -> bool:

@@ -65,6 +65,7 @@ class SafetensorsFile:
             self.infos, self.metadata = _parse_header(self._fd, st.st_size)
         except BaseException:
             os.close(self._fd)
+            self._fd = -1  # else __del__ closes the number again, by then another file's
             raise
 
     def read(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:

@@ -121,6 +121,7 @@ def main(argv: Sequence[str] | None = None, *, engine_factory: EngineFactory | N
     exp = Experiment.load(args.experiment)
     builder = builder or MergeKitBuilder()
     suite_resolver = suite_resolver or default_suite_resolver
+    injected_fingerprinter = fingerprinter
     fingerprinter = fingerprinter or default_fingerprinter()
     grid = Grid(omegas=parse_omegas(args.omegas), methods=_csv(args.methods) or ["task_arithmetic"],
                 skills=_csv(args.skills), pairs=args.pairs, product=args.product, heuristic=args.heuristic,
@@ -158,12 +159,15 @@ def main(argv: Sequence[str] | None = None, *, engine_factory: EngineFactory | N
         rc = run_inline(store, exp, specs, engine_factory or default_engine_factory,
                         suite_resolver, builder=builder, fingerprinter=fingerprinter, out=out)
     if args.export:
+        from ptm_core.merge.fingerprint import current_fingerprints
         from ptm_core.store.cached import export_experiment
         from ptm_core.store.keys import engine_key
         # Every model of the experiment as it is now, not only this sweep's: results of a model
-        # rebuilt since are dropped even when this sweep did not touch it.
-        current = {ref: fingerprinter(ref) for ref in exp.model_refs() if Path(ref).exists()}
-        current.update({ref: fp for spec in specs for ref, fp in spec.fingerprints.items()})
+        # rebuilt since are dropped even when this sweep did not touch it (store/current.py).
+        current = current_fingerprints(exp, injected_fingerprinter)
+        for spec in specs:  # what this sweep's jobs were keyed with
+            for ref, fp in spec.fingerprints.items():
+                current[ref] = (fp, *(f for f in current.get(ref, ()) if f != fp))
         path = export_experiment(store, exp.name, Path(args.export),
                                  engine=engine_key(exp.engine, exp.engine_options),
                                  fingerprints=current)

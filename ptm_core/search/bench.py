@@ -108,7 +108,9 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
         store = Store(args.store or default_store_path(), cached_dir=default_cached_dir())
         want = "+".join(s for s in exp.skills if s in skills)
         suites = {exp.axes[a].suite for a in axes}
-        recs = [r for r in store.results(exp.name)
+        from ptm_core.merge.fingerprint import current_fingerprints
+        from ptm_core.store.current import current_records
+        recs = [r for r in current_records(store.results(exp.name), current_fingerprints(exp)).current
                 if r.kind == "ptm" and r.skills == want and r.suite in suites]
         write_text(args.write_grid, dumps_records(recs))
         print(f"wrote {len(recs)} records to {args.write_grid}", file=out)

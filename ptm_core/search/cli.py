@@ -23,6 +23,7 @@ import numpy as np
 from ptm_core import catalogue
 from ptm_core.atomic import write_text
 from ptm_core.errors import PTMError
+from ptm_core.merge.fingerprint import current_fingerprints
 from ptm_core.orchestrate.evaluate import EngineStartError, Evaluator, describe_error
 from ptm_core.orchestrate.jobs import default_fingerprinter, plan_jobs
 from ptm_core.orchestrate.points import MergeKitBuilder, method_point
@@ -70,9 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def measured(store: Store, exp: Experiment, method: str, skills: Sequence[str],
-             metrics: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """ω and scores of every stored point of this method over these skills (search/measured.py)."""
-    return measured_points(results_frame(store, exp), method, skills, metrics)
+             metrics: Sequence[str], current=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """ω and scores of every stored point of this method over these skills (search/measured.py);
+    `current` (merge.fingerprint.current_fingerprints) leaves out results of rebuilt models."""
+    return measured_points(results_frame(store, exp, current=current), method, skills, metrics)
 
 
 def _objective(args, exp: Experiment, skills: Sequence[str], floor: float | None) -> Objective:
@@ -177,9 +179,10 @@ def main(argv: Sequence[str] | None = None, *, engine_factory=None, suite_resolv
           f"step {args.step:g}), budget {args.budget}, batch {args.batch}, {args.surrogate} surrogate",
           file=out)
     spent, batch_no, failures, models = 0, 0, [], None
+    current = current_fingerprints(exp, fingerprinter)  # the models do not change meanwhile
     try:
         while True:
-            X, scores = measured(store, exp, args.method, skills, obj.metrics)
+            X, scores = measured(store, exp, args.method, skills, obj.metrics, current)
             origin = np.flatnonzero(np.all(X == 0, axis=1)) if len(X) else np.array([], int)
             floor = (float(scores[obj.constraint_axis][origin[0]]) - delta
                      if obj.constraint_axis and delta is not None and len(origin) else None)

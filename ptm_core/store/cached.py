@@ -19,10 +19,13 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from ptm_core.atomic import write_text
 from ptm_core.errors import PTMError
+from ptm_core.store.current import (  # noqa: F401 - is_current: re-exported
+    CurrentModels, Fingerprints, current_records, is_current,
+)
 from ptm_core.store.records import RECORD_FORMAT, RecordError, ResultRecord
 
 SUFFIX = ".jsonl"
@@ -76,24 +79,18 @@ def loads_records(text: str, source: str = "<cached_runs>") -> list[ResultRecord
     return out
 
 
-def is_current(record: ResultRecord, fingerprints: Mapping[str, str]) -> bool:
-    """False when the record was measured on a model that has changed since: one of its
-    model paths now has another fingerprint. Paths not in `fingerprints` cannot be checked."""
-    return all(fingerprints.get(path, fp) == fp for path, fp in record.fingerprints.items())
-
-
 def export_experiment(store: Any, experiment: str, directory: str | os.PathLike,
                       engine: str | None = None,
-                      fingerprints: Mapping[str, str] | None = None) -> Path:
+                      fingerprints: Fingerprints | CurrentModels | None = None) -> Path:
     """Write the store's results for one experiment to DIR/<experiment>.jsonl, atomically.
     `engine` (an engine key, e.g. "vllm:dtype=float32") keeps only that engine's results, and
-    `fingerprints` ({model path: fingerprint} of the models as they are now) drops results of
-    models rebuilt since, so earlier measurements are not shipped beside the current ones."""
+    `fingerprints` (the models as they are now: `merge.fingerprint.current_fingerprints`)
+    drops results of models rebuilt since (store/current.py), so earlier measurements are not
+    shipped beside the current ones; models it does not name are not checked."""
     records = store.results(experiment)
     if engine is not None:
         records = [r for r in records if r.engine == engine]
-    if fingerprints:
-        records = [r for r in records if is_current(r, fingerprints)]
+    records = current_records(records, fingerprints).current
     if not records:
         which = f" from engine {engine!r}" if engine is not None else ""
         raise CachedRunsError(f"store {store.path} has no results{which} for experiment "

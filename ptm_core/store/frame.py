@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from ptm_core.catalogue import kind_order
+from ptm_core.store.current import CurrentModels, Fingerprints, current_records
 from ptm_core.store.experiment import Experiment
 from ptm_core.store.jobs import subsample_of
 from ptm_core.store.records import ResultRecord
@@ -69,8 +70,15 @@ def _preference(exp: Experiment, r: ResultRecord) -> tuple:
             r.engine == engine_key(exp.engine, exp.engine_options), r.created_at)
 
 
-def results_frame(store: Any, experiment: Experiment | str) -> pd.DataFrame:
+def results_frame(store: Any, experiment: Experiment | str, *,
+                  current: Fingerprints | CurrentModels | None = None) -> pd.DataFrame:
     """Rows: every point with at least one measured axis, plus imported reference scores.
+
+    `current`: the experiment's models as they are now (`ptm_core.merge.fingerprint.
+    current_fingerprints`; what the app and the reports pass): records of models rebuilt since
+    are left out, and so are older-scheme duplicates (store/current.py, docs/store.md "Current
+    results"); models it does not name (not materialized here) are not checked. None: every
+    stored record counts. `frame.attrs["stale_records"]` is the number left out as stale.
 
     Columns: experiment, kind, skills, omega (JSON {skill: ω} or None), label, data_size,
     train_steps, recipe_key, point_id, method, heuristic, source, then one float column per
@@ -83,8 +91,9 @@ def results_frame(store: Any, experiment: Experiment | str) -> pd.DataFrame:
     """
     exp = store.get_experiment(experiment) if isinstance(experiment, str) else experiment
     axes = list(exp.axes)
+    split = current_records(store.results(exp.name), current)
     by_point: dict[str, list[ResultRecord]] = {}
-    for r in store.results(exp.name):
+    for r in split.current:
         by_point.setdefault(r.point_id, []).append(r)
     rows: list[dict[str, Any]] = []
     for pid, recs in by_point.items():
@@ -128,7 +137,9 @@ def results_frame(store: Any, experiment: Experiment | str) -> pd.DataFrame:
     bounds = [c for a in axes for c in interval_columns(a)]
     df = pd.DataFrame(rows, columns=POINT_COLUMNS + axes + bounds)
     if df.empty:
-        return df.astype({a: "float64" for a in axes + bounds})
+        df = df.astype({a: "float64" for a in axes + bounds})
+        df.attrs["stale_records"] = len(split.stale)
+        return df
     order = {k: i for i, k in enumerate(kind_order())}
     df["_k"] = df["kind"].map(lambda k: order.get(k, len(order)))
     df["_w"] = df["omega"].map(lambda o: ",".join(f"{v:+016.6f}" for _, v in sorted(json.loads(o).items()))
@@ -142,6 +153,7 @@ def results_frame(store: Any, experiment: Experiment | str) -> pd.DataFrame:
     df["subsample_n"] = df["subsample_n"].astype("Int64")
     for a in axes + bounds:
         df[a] = df[a].astype("float64")
+    df.attrs["stale_records"] = len(split.stale)
     return df
 
 
