@@ -274,12 +274,15 @@ def test_cli_prints_tables_and_the_report_as_its_last_line(tmp_path, chat_models
 
     _experiment(tmp_path, chat_models)
     out = tmp_path / "report.json"
+    threads = torch.get_num_threads()
     assert main(["diagnose", str(tmp_path / "tiny.yml"), "--cap", "1", "--omegas", "0,1",
                  "--ts", "0.5", "--out", str(out)]) == 0
+    assert torch.get_num_threads() == threads  # one thread for a tiny model, then as it was
     lines = capsys.readouterr().out.strip().splitlines()
     report = json.loads(lines[-1])
     assert report == json.loads(out.read_text())
     assert report["cap"] == 1 and report["references"]["general"]["items"] == 1
+    assert report["threads"] == 1
     assert report["task_vectors"]["names"] == ["G", "science"]
     text = "\n".join(lines[:-1])
     assert "‖τ‖ / ‖θ_pre‖" in text and "θ_G + ω τ_science" in text and "barrier" in text

@@ -38,6 +38,14 @@ def is_checkpoint(path: str) -> bool:
     return (Path(path) / "config.json").is_file()
 
 
+def require_checkpoint(exp: Experiment, role: str, path: str) -> None:
+    if not is_checkpoint(path):
+        raise PTMError(f"{exp.name}: {role} ({path}) is not on this machine (no config.json); "
+                       "build or materialize the experiment's checkpoints first (the lab: "
+                       "`python -m ptm_core lab build`; smollm2: `python -m ptm_core smollm2 "
+                       "materialize`)")
+
+
 def task_vector_models(exp: Experiment, references: bool = True
                        ) -> tuple[dict[str, str], dict[str, str]]:
     """The checkpoints whose task vectors (θ − θ_pre) to compare, by label: τ_G as "G", each
@@ -56,8 +64,7 @@ def experiment_task_vectors(exp: Experiment, references: bool = True) -> dict:
     """`checkpoints_report` of the experiment's task vectors, as JSON, with the missing ones."""
     from ptm_core.merge.task_vectors import checkpoints_report
 
-    if not is_checkpoint(exp.base):
-        raise PTMError(f"{exp.name}: θ_pre ({exp.base}) is not on this machine (no config.json)")
+    require_checkpoint(exp, "θ_pre", exp.base)
     present, missing = task_vector_models(exp, references)
     out = checkpoints_report(exp.base, present).to_dict()
     out["missing"] = missing
@@ -110,8 +117,7 @@ def likelihood(exp: Experiment, pairs: dict[str, list[tuple[str, str]]], *,
 
     for role, path in [("θ_pre", exp.base), ("θ_G", exp.general.model),
                        *((f"θ_{s}", exp.skills[s].model) for s in skills)]:
-        if not is_checkpoint(path):
-            raise PTMError(f"{exp.name}: {role} ({path}) is not on this machine (no config.json)")
+        require_checkpoint(exp, role, path)
     engine = HFEngine(exp.general.model, device=device, batch_size=batch_size)
     tokens: dict[str, int] = {}
 
@@ -245,6 +251,13 @@ def format_report(report: dict) -> str:
     return "\n".join(parts)
 
 
+SMALL_MODEL_BYTES = 64 * 1024 * 1024
+
+
+def _weight_bytes(model_dir: str) -> int:
+    return sum(p.stat().st_size for p in Path(model_dir).glob("*.safetensors"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m ptm_core diagnose",
                                  description=__doc__.splitlines()[0])
@@ -263,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="task vectors only (no merges, no engine)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: 1 for models under 64 MB, else torch's)")
     ap.add_argument("--out", type=Path, default=None, help="also write the report (JSON) here")
     return ap
 
@@ -275,18 +289,24 @@ def main(argv: Optional[Sequence[str]] = None, out=None) -> int:
     a = build_parser().parse_args(argv)
     if a.cap < 0:
         raise PTMError("--cap must be 0 (all items) or more")
-    if a.threads:
-        import torch
-        torch.set_num_threads(a.threads)
     exp = Experiment.load(a.experiment)
     skills = [s.strip() for s in a.skills.split(",") if s.strip()] if a.skills else None
     ts = parse_omegas(a.ts)
     if any(not 0.0 <= t <= 1.0 for t in ts):
         raise PTMError(f"--ts {a.ts!r}: t lies in [0, 1]")
-    report = diagnose(exp, omegas=parse_omegas(a.omegas), ts=ts, cap=a.cap or None,
-                      skills=skills, references=not a.no_references,
-                      with_likelihood=not a.no_likelihood, device=a.device,
-                      batch_size=a.batch_size, log=lambda m: print(m, file=sys.stderr))
+    import torch
+    threads = torch.get_num_threads()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    elif _weight_bytes(exp.general.model) < SMALL_MODEL_BYTES:
+        torch.set_num_threads(1)  # a tiny model gains nothing from a second thread, only contention
+    try:
+        report = diagnose(exp, omegas=parse_omegas(a.omegas), ts=ts, cap=a.cap or None,
+                          skills=skills, references=not a.no_references,
+                          with_likelihood=not a.no_likelihood, device=a.device,
+                          batch_size=a.batch_size, log=lambda m: print(m, file=sys.stderr))
+    finally:
+        torch.set_num_threads(threads)  # as it was, for a caller in the same process
     text = json.dumps(report, ensure_ascii=False, allow_nan=False)
     if a.out:
         write_text(a.out, json.dumps(report, ensure_ascii=False, indent=1, allow_nan=False) + "\n")
