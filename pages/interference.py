@@ -1,5 +1,6 @@
 """Interference: every multi-skill merge against its single-skill merges on every metric (the
-paper's Table 5), and the task vectors in weight space (cosine similarity, sign conflicts)."""
+paper's Table 5), the task vectors in weight space (cosine similarity, sign conflicts), and the
+update sizes ‖τ‖/‖θ_pre‖ per layer with the cosines of τ_G, τ_D and CFT/RT."""
 
 from pathlib import Path
 
@@ -13,7 +14,8 @@ PAGE = "interference"
 source, res = ui.open_page("Interference")
 ui.worker_banner(source)
 
-tab_scores, tab_weights = st.tabs(["Scores (Table 5)", "Weight space"])
+tab_scores, tab_weights, tab_sizes = st.tabs(["Scores (Table 5)", "Weight space",
+                                              "Update sizes"])
 
 with tab_scores:
     if ui.empty_state(res):
@@ -121,3 +123,57 @@ with tab_weights:
                                                       zmax=1, colorscale="Reds", zmid=None),
                              "task_vector_sign_conflicts_per_layer", fl.reset_index(names="pair"),
                              key=f"{PAGE}:conf_layer")
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _update_sizes(key: tuple):
+    from ptm_core.app.diagnostics import diagnostic_report
+    return diagnostic_report(key[0], dict(key[1]))
+
+
+def _sizes_section() -> None:
+    from ptm_core.app import diagnostics
+
+    try:
+        inputs = diagnostics.diagnostic_inputs(source, res.skills)
+    except Exception as e:  # noqa: BLE001
+        st.error(str(e))
+        return
+    if inputs.pre is None:
+        st.info("Update sizes need θ_pre and the finetuned checkpoints; this experiment does not "
+                "name them" + (" (the paper's models are not here)." if source.ref == "paper"
+                               else "."))
+        return
+    if not inputs.ready():
+        st.info(f"Update sizes need the checkpoints on this machine; θ_pre ({inputs.pre}) or "
+                f"every finetune is missing: {inputs.how}.")
+        return
+    total = sum(data.dir_size(Path(p)) for p in [inputs.pre, *inputs.present.values()])
+    if total > 512 * 1024 * 1024 and not st.button(f"Compute ({total / 1e9:.1f} GB to read)",
+                                                   key=f"{PAGE}:sizes"):
+        return
+    try:
+        with st.spinner("Reading the checkpoints tensor by tensor…"):
+            report = _update_sizes(inputs.key())
+    except Exception as e:  # noqa: BLE001
+        st.error(f"Cannot compute the update sizes: {e}")
+        return
+    norms, cos = diagnostics.norms_frame(report), diagnostics.cosine_frame(report)
+    st.caption("τ = θ − θ_pre. Weight arithmetic assumes small updates: real finetunes move the "
+               "weights by well under 1 % of ‖θ_pre‖.")
+    ui.chart(figures.per_layer_figure(norms, title="‖τ‖ / ‖θ_pre‖ per layer (%)", zmin=0,
+                                      zmax=None, colorscale="Blues", zmid=None),
+             "task_vector_norms_per_layer", norms.reset_index(names="task_vector"),
+             key=f"{PAGE}:norms")
+    ui.chart(figures.similarity_figure(cos, title="Cosine between τ_G, τ_D and CFT/RT"),
+             "task_vector_cosine_all", cos.reset_index(names="task_vector"), key=f"{PAGE}:cos_all")
+    if inputs.missing:
+        st.caption(f"Not on this machine ({len(inputs.missing)}): "
+                   + ", ".join(list(inputs.missing)[:5])
+                   + (" …" if len(inputs.missing) > 5 else "") + f"; {inputs.how}.")
+    st.caption("The likelihood of reference answers along ω and the loss barrier θ_G → θ_D: "
+               "`python -m ptm_core diagnose EXPERIMENT.yml`.")
+
+
+with tab_sizes:
+    _sizes_section()

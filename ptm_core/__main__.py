@@ -1,4 +1,4 @@
-"""`python -m ptm_core COMMAND ...`: merge, bench, worker, workers, sweep, lab, app.
+"""`python -m ptm_core COMMAND ...`: merge, bench, worker, workers, sweep, diagnose, lab, app.
 
 Subcommands import their modules lazily so `merge` does not pay for vLLM or Streamlit.
 """
@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "workers": ("ptm_core.orchestrate.ray_workers", "run N workers, each a warm engine, as Ray actors (local or a cluster)"),
     "sweep": ("ptm_core.orchestrate.sweep", "evaluate a grid of recipes for an experiment"),
     "search": ("ptm_core.search.cli", "suggest ω, measure, refit: the best merge without the full grid"),
+    "diagnose": ("ptm_core.orchestrate.diagnose", "task-vector sizes, cosines, reference likelihood along ω and the loss barrier θ_G → θ_D"),
     "cached": ("ptm_core.store.cached_cli", "import/export shipped results in cached_runs/*.jsonl"),
     "lab": ("ptm_core.lab.__main__", "the embedded lab: `lab build [--profile regime|plain|micro]`, `lab publish`, `lab experiment`, `lab report`, `lab probe`"),
     "smollm2": ("ptm_core.smollm2.cli", "the real-model world: `smollm2 build`, `smollm2 materialize`, `smollm2 status`"),

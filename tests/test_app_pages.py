@@ -329,6 +329,39 @@ def test_weight_space_heatmaps_from_checkpoints(tmp_path, env, tiny_models, monk
     assert "Cosine similarity per layer" in titles
 
 
+def test_update_sizes_per_layer_and_cosines_from_checkpoints(tmp_path, env, tiny_models,
+                                                             monkeypatch):
+    from safetensors.torch import load_file
+
+    from ptm_core.app.testkit import plotly_array
+
+    models = {"base": tiny_models["pre"], **{k: v for k, v in tiny_models.items() if k != "pre"}}
+    env(testkit.write_frame_experiment(tmp_path, models=models))
+    monkeypatch.setenv("PTM_APP_ROOTS", str(tiny_models["pre"].parent))  # models.json is confined
+    at = run_page(tmp_path, "interference")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    specs = {s["layout"]["title"]["text"]: s for s in plotly_specs(at)}
+    norms = specs["‖τ‖ / ‖θ_pre‖ per layer (%)"]["data"][0]
+    assert list(norms["y"]) == ["G", "science", "coding", "safety"]
+    assert list(norms["x"]) == ["all", "embed", "0", "1", "2", "norm", "head"]
+    pre = load_file(str(tiny_models["pre"] / "model.safetensors"))
+    gen = load_file(str(tiny_models["general"] / "model.safetensors"))
+    direct = (sum(((gen[k] - pre[k]).double() ** 2).sum() for k in pre)
+              / sum((v.double() ** 2).sum() for v in pre.values())).sqrt().item()
+    assert plotly_array(norms["z"])[0][0] == pytest.approx(100 * direct)
+    cos = specs["Cosine between τ_G, τ_D and CFT/RT"]["data"][0]
+    assert list(cos["y"]) == ["G", "science", "coding", "safety"]
+    assert plotly_array(cos["z"])[1][1] == pytest.approx(1.0)
+
+
+def test_update_sizes_say_how_to_get_missing_checkpoints(tmp_path, env, monkeypatch):
+    models = {"base": tmp_path / "m" / "pre", "general": tmp_path / "m" / "general"}
+    env(testkit.write_frame_experiment(tmp_path, models=models))
+    at = run_page(tmp_path, "interference")
+    assert not at.exception and not at.error
+    assert any("on this machine" in i.value and "put the checkpoints" in i.value for i in at.info)
+
+
 @pytest.mark.parametrize("method", ["linear", "wise_ft", "ties", "dare_linear"])
 def test_every_method_renders(tmp_path, env, method):
     env(testkit.write_frame_experiment(tmp_path))

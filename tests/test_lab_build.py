@@ -180,6 +180,11 @@ def test_probe_retrains_the_finetunes_and_measures_task_arithmetic(lab, tmp_path
     assert run["hyper"]["lr"] == MICRO.finetune.lr / 2 and run["hyper"]["epochs"] == 1
     assert not (tmp_path / "probe" / "models" / "cft-coding-1").exists()  # only θ_G and θ_D
     assert 0 < result["tau_over_pre"]["general"] and 0 < result["tau_over_pre"]["coding"]
+    tv = result["task_vectors"]  # per layer, with the cosines (ptm_core.merge.task_vectors)
+    assert tv["names"] == ["G", "coding"]
+    assert tv["tau_over_pre"]["G"] == pytest.approx(result["tau_over_pre"]["general"])
+    assert tv["cosine"][0][1] == tv["cosine"][1][0] and tv["cosine"][0][0] == pytest.approx(1.0)
+    assert {"embed", "0", "head"} <= set(tv["tau_over_pre_per_group"]["coding"])
     by_omega = {p["omega"]: p for p in result["points"]}
     assert set(by_omega) == {None, 0.0, 1.0}
     general = evaluate(tmp_path / "probe" / "models" / "general",

@@ -93,7 +93,10 @@ def plotly_array(v) -> list:
 
         import numpy as np
         a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-        return a.reshape(v["shape"]).tolist() if "shape" in v else a.tolist()
+        shape = v.get("shape")
+        if isinstance(shape, str):  # 2-D arrays (heatmaps) give it as text: "4, 7"
+            shape = [int(x) for x in shape.split(",")]
+        return a.reshape(shape).tolist() if shape else a.tolist()
     return list(v) if v is not None else []
 
 

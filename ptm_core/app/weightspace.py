@@ -14,7 +14,6 @@ Pure: inputs are state dicts (``Mapping[str, torch.Tensor]``) or any object with
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass
 from typing import Mapping, Protocol, Union
 
@@ -22,7 +21,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-_LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")
 CHUNK = 1 << 22  # elements per block: bounds memory to a few tensors' worth
 
 
@@ -43,14 +41,12 @@ def _get(src: Source, name: str) -> torch.Tensor:
 
 
 def layer_group(name: str) -> str:
-    """'embed', the layer index as text, or 'head' (final norm, LM head, everything after)."""
-    m = _LAYER.search(name)
-    if m:
-        return m.group(1)
-    low = name.lower()
-    if "embed" in low or "wte" in low or "wpe" in low:
-        return "embed"
-    return "head"
+    """'embed', the layer index as text, or 'head' (final norm, LM head, everything after):
+    `ptm_core.merge.task_vectors.layer_group` with the groups after the layers as one."""
+    from ptm_core.merge import task_vectors
+
+    g = task_vectors.layer_group(name)
+    return g if g == task_vectors.EMBED or g.isdigit() else "head"
 
 
 def _group_order(groups) -> list[str]:

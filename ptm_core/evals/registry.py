@@ -87,6 +87,39 @@ def _lmeval_named(name: str, **options):
     return _lmeval(name.split(":", 1)[1].split(","), **options)
 
 
+# --- reference answers ---------------------------------------------------------------------------
+# What a suite's model ought to reply, for likelihood diagnostics (ptm_core.orchestrate.diagnose):
+# `@register_references("prefix_")` on a provider `(name, cap=None, **options) -> [(prompt,
+# reference), ...]` for every suite name with that prefix. A provider raises NoReferences (with
+# the reason) for a suite of its family that has none, e.g. one scored by executing code.
+REFERENCES: dict[str, Callable[..., list[tuple[str, str]]]] = {}
+
+
+class NoReferences(PTMError):
+    """The suite has no reference answers; the message says why."""
+
+
+def register_references(prefix: str) -> Callable[[SuiteBuilder], SuiteBuilder]:
+    """Decorator: the reference provider of every suite whose name starts with `prefix`."""
+    def deco(fn: SuiteBuilder) -> SuiteBuilder:
+        REFERENCES[prefix] = fn
+        return fn
+    return deco
+
+
+def get_references(name: str, cap: int | None = None, **options: Any) -> list[tuple[str, str]]:
+    """(prompt, reference answer) pairs of the suite `name` built with `options`, at most `cap`
+    of them; NoReferences when no provider knows the suite or the suite has none."""
+    prefix = max((p for p in REFERENCES if name.startswith(p)), key=len, default=None)
+    if prefix is None:
+        raise NoReferences(f"suite {name!r} has no reference answers (no provider is registered "
+                           "for it; it is scored without a reference reply)")
+    pairs = REFERENCES[prefix](name, cap=cap, **options)
+    if not pairs:
+        raise NoReferences(f"suite {name!r} gave no reference answers")
+    return list(pairs)[:cap] if cap is not None else list(pairs)
+
+
 def get_suite(name: str, **options: Any):
     """The suite called `name` built with `options`: a registered name, or a name in a
     registered family ("lmeval:<task>[,<task>...]", a world's "lab_*")."""

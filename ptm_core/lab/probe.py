@@ -5,7 +5,8 @@ finetuning hyperparameters?
 θ_pre (or pretrains a new one with `--pretrain-steps N`), trains θ_G and the three θ_D with the
 given learning rate and epochs (the same training code as the build), then measures
 θ_G + ω τ_D at a few ω on capped test suites through the transformers engine, and the size of
-each update relative to θ_pre. Minutes instead of the full build's half hour; the numbers are
+each update relative to θ_pre (overall, and per layer with the cosines between the task
+vectors in `task_vectors`). Minutes instead of the full build's half hour; the numbers are
 on capped suites, so compare probes with each other.
 """
 
@@ -57,6 +58,7 @@ def probe(source: Path, out: Path, profile: Profile, *, omegas: Sequence[float] 
     from ptm_core.lab.world import build_world
     from ptm_core.merge.export import export
     from ptm_core.merge.ptm import task_arithmetic
+    from ptm_core.merge.task_vectors import checkpoints_report
 
     # The source's world, tokenizer and θ_pre are reused when θ_pre was pretrained as this
     # profile says (length and corpus mix); otherwise the probe pretrains its own, and without
@@ -105,6 +107,10 @@ def probe(source: Path, out: Path, profile: Profile, *, omegas: Sequence[float] 
                    **{suite: round(scores[suite][metric], 1) for suite, metric in names}}
             result["points"].append(row)
             log("  ".join(f"{k}={v}" for k, v in row.items() if k != "skill"))
+    # ‖τ‖/‖θ_pre‖ per layer and the cosines between τ_G and the τ_D (ptm_core.merge.task_vectors)
+    result["task_vectors"] = checkpoints_report(
+        models / "pre", {"G": models / "general",
+                         **{s: models / f"skill-{s}" for s in skills}}).to_dict()
     write_text(out / "probe.json", json.dumps(result, indent=2) + "\n")
     return result
 

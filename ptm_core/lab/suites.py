@@ -15,11 +15,12 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Sequence
 
 from ptm_core.engine.base import Engine, Sampling
 from ptm_core.errors import PTMError
-from ptm_core.evals.registry import register_suite_family
+from ptm_core.evals.registry import register_references, register_suite_family
 from ptm_core.evals.suite import Item, PromptSuite, SuiteResult, result_from_values
 from ptm_core.lab.world import WORLD_VERSION, World, build_world
 from ptm_core.lab.world.example import Example, Split
@@ -188,6 +189,28 @@ def lab_suite(name: str, split: Split = "test", cap: int | None = None):
     if name not in SUITE_NAMES:
         raise PTMError(f"unknown lab suite {name!r}; lab suites: {', '.join(SUITE_NAMES)}")
     return build_suites(split=split, cap=cap)[name]
+
+
+@register_references("lab_")
+def lab_references(name: str, cap: int | None = None, split: Split = "test",
+                   **_: object) -> list[tuple[str, str]]:
+    """(prompt, reference answer) of a lab suite's items, the same items its suite scores: the
+    exact-match answer, the reference solution (coding), the refusal (unsafe requests) or the
+    compliant reply (safe lookalikes): what each model was trained to reply."""
+    if name not in SUITE_NAMES:
+        raise PTMError(f"unknown lab suite {name!r}; lab suites: {', '.join(SUITE_NAMES)}")
+    return list(_references(split, cap)[name])
+
+
+@lru_cache(maxsize=4)
+def _references(split: Split, cap: int | None) -> dict[str, tuple[tuple[str, str], ...]]:
+    from ptm_core.lab.profiles import get_profile
+
+    world = build_world(get_profile("full").world)
+    solutions = {ex.prompt: ex.answer for ex in world.examples(split, "coding")}
+    return {name: tuple((it.prompt, solutions[it.prompt] if name == "lab_coding" else it.target)
+                        for it in suite.items)
+            for name, suite in build_suites(world, split, cap).items()}
 
 
 def headline(results: dict[str, SuiteResult]) -> dict[str, float]:

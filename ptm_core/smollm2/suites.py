@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from ptm_core.engine.base import Sampling
 from ptm_core.errors import PTMError
-from ptm_core.evals.registry import register_suite_family
+from ptm_core.evals.registry import NoReferences, register_references, register_suite_family
 from ptm_core.smollm2 import data
 
 TASKS_DIR = Path(__file__).resolve().parent / "lmeval_tasks"
@@ -115,3 +115,25 @@ def build_suite(name: str, **options: Any):
     if name not in SUITES:
         raise PTMError(f"unknown suite {name!r}; the real-model world has {', '.join(SUITES)}")
     return SUITES[name](**options)
+
+
+_NO_REFERENCES = {
+    "smollm2_coding": "HumanEval is scored by executing the reply; the world reads no reference "
+                      "solutions for its test problems",
+    "smollm2_safety": "HarmBench prompts come without reference replies (the suite scores "
+                      "refusals)",
+    "smollm2_xstest_safe": "XSTest prompts come without reference replies (the suite scores "
+                           "compliance)",
+}
+
+
+@register_references("smollm2_")
+def references(name: str, cap: int | None = None, **_: Any) -> list[tuple[str, str]]:
+    """(question, correct choice) of the multiple-choice suites, the items their lm-eval task
+    scores; the other suites have none (NoReferences says why)."""
+    if name in _NO_REFERENCES:
+        raise NoReferences(f"{name}: {_NO_REFERENCES[name]}")
+    tests = {"smollm2_general": data.general_test, "smollm2_science": data.science_test}
+    if name not in tests:
+        raise PTMError(f"unknown suite {name!r}; the real-model world has {', '.join(SUITES)}")
+    return [(d["question"], d["choices"][d["gold"]]) for d in tests[name]()[:cap]]
