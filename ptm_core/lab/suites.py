@@ -204,9 +204,9 @@ def lab_references(name: str, cap: int | None = None, split: Split = "test",
 
 @lru_cache(maxsize=4)
 def _references(split: Split, cap: int | None) -> dict[str, tuple[tuple[str, str], ...]]:
-    from ptm_core.lab.profiles import get_profile
+    from ptm_core.lab.profiles import SHIPPED, get_profile
 
-    world = build_world(get_profile("full").world)
+    world = build_world(get_profile(SHIPPED).world)
     solutions = {ex.prompt: ex.answer for ex in world.examples(split, "coding")}
     return {name: tuple((it.prompt, solutions[it.prompt] if name == "lab_coding" else it.target)
                         for it in suite.items)
