@@ -82,3 +82,28 @@ def test_engine_key_carries_the_dtype_that_changes_outputs():
     assert engine_key("vllm", {"dtype": "float32", "max_model_len": 512}) == "vllm:dtype=float32"
     assert result_key(**{**BASE, "engine": engine_key("vllm", {"dtype": "float32"})}) \
         != result_key(**BASE)
+
+
+def test_a_per_layer_omega_has_its_own_key_and_equal_anchors_are_the_one_omega_point(tmp_path):
+    """A gradient ω is part of the recipe, so of the point's key: each per-layer ω its own key;
+    the same ω at every layer in fewer anchors is the same merge (equal anchors: the one-ω
+    point, as MergeKit interpolates them to that weight), so the same key and stored results."""
+    from ptm_core.orchestrate.points import MergeKitBuilder, ptm_point
+    from ptm_core.testing.store import fake_lab
+
+    exp, _, _ = fake_lab(tmp_path)
+    b = MergeKitBuilder()
+
+    def key(w):
+        return ptm_point(exp, b, {"science": w, "coding": 0.5}).recipe_key
+
+    keys = {key(w) for w in ((0.2, 0.6), (0.6, 0.2), (0.2, 0.5, 0.6), (0.2, 0.3, 0.5, 0.6),
+                             0.2, 0.6, 0.4)}
+    assert len(keys) == 7
+    assert key((0.3, 0.3)) == key(0.3) == key([0.3, 0.3, 0.3])
+    assert key((0.2, 0.6)) == key([0.2, 0.6]) == key((0.2000000001, 0.6))
+    # a straight gradient is its two ends: the same ω at every layer, so the same merge
+    assert key((0.2, 0.4, 0.6)) == key((0.2, 0.6)) == key((0.2, 0.4 / 3 + 0.2, 0.8 / 3 + 0.2, 0.6))
+    p = ptm_point(exp, b, {"science": (0.3, 0.3)})
+    assert p.omega == {"science": 0.3} and p.omega_json == '{"science":0.3}'
+    assert ptm_point(exp, b, {"science": [0.2, 0.4, 0.6]}).omega == {"science": (0.2, 0.6)}
