@@ -177,12 +177,12 @@ def suggest(view: FrontView, q: int, exclude: Sequence[Mapping] = ()) -> pd.Data
     sp = view.space
     cand = view.candidates
     vecs = [v for v in (sp.vector(e) for e in exclude) if v is not None]
-    ex = (np.flatnonzero(np.any(np.all(np.abs(cand[:, None, :] - np.array(vecs)[None]) < 1e-9,
+    ex = (np.flatnonzero(np.any(np.all(np.abs(cand[:, None, :] - np.array(vecs)[None]) < 1e-6,
                                        axis=2), axis=1)).tolist() if vecs else [])
     if view.front is None:
-        have = {tuple(x) for x in view.X} | {tuple(cand[i]) for i in ex}
+        have = {tuple(x) for x in np.round(view.X, 6)} | {tuple(np.round(cand[i], 6)) for i in ex}
         design = space.initial_design(cand, max(view.need, q) + len(have), SEED)
-        picks = [i for i in design if tuple(cand[i]) not in have][:q]
+        picks = [i for i in design if tuple(np.round(cand[i], 6)) not in have][:q]
         out = pd.DataFrame(cand[picks].reshape(-1, sp.dims), columns=sp.columns())
         out["label"] = [sp.label(r) for r in cand[picks]]
         out["why"] = "initial design"

@@ -202,8 +202,8 @@ def main(argv: Sequence[str] | None = None, *, engine_factory=None, suite_resolv
                 break
             if len(X) < args.init or floor is None and obj.constraint_axis and delta is not None:
                 design = space.initial_design(candidates, args.init, args.seed)
-                have = {tuple(x) for x in X}
-                picks = [i for i in design if tuple(candidates[i]) not in have][:left]
+                have = {tuple(x) for x in np.round(X, 6)}  # a resampled gradient: to ω's rounding
+                picks = [i for i in design if tuple(np.round(candidates[i], 6)) not in have][:left]
             else:
                 picks, _ = acquisition.propose(obj, X, scores, candidates, q=min(args.batch, left),
                                                ref=_ref(obj, X, scores, origin), beta=args.beta,

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ptm_core.errors import PTMError
-from ptm_core.store.point import exact_resample, omega_value
+from ptm_core.store.point import exact_resample, format_omega, omega_value
 
 MAX_CANDIDATES = 50_000  # 21^3 = 9,261 at step 0.05 for three skills; 4+ skills need a coarser step
 MAX_GROUPS = 4  # layer groups per skill (MergeKit gradient anchors)
@@ -161,7 +161,8 @@ class Space:
         return [f"ω_{s}[{i + 1}]" for s in self.skills for i in range(self.groups)]
 
     def omegas(self, x: Sequence[float]) -> dict[str, Any]:
-        """A point as ω per skill: a number, or a gradient tuple (equal anchors: that number)."""
+        """A point as ω per skill: a number, or a gradient tuple, in its shortest form (equal
+        anchors: that number; `store.point.omega_value`)."""
         x = [float(v) for v in x]
         g = self.groups
         return {s: omega_value(x[i * g:(i + 1) * g] if g > 1 else x[i])
@@ -179,5 +180,4 @@ class Space:
         return tuple(out)
 
     def label(self, x: Sequence[float]) -> str:
-        from ptm_core.store.point import format_omega
         return ", ".join(f"ω_{s}={format_omega(w)}" for s, w in self.omegas(x).items())
