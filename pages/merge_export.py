@@ -34,6 +34,12 @@ one_skill = entry.one_skill
 grid_kind = catalogue.curve_of(entry.kind)
 fine = entry.weighted and st.toggle("Off-grid ω (values without a cached result are queued for the worker)",
                  key="merge:fine")
+# a per-layer ω (MergeKit gradient anchors, first layer to last): base-relative methods only
+layered = entry.form == "task_arithmetic" and st.toggle(
+    "Per-layer ω (a gradient: ω at evenly spaced layers, first to last, interpolated between)",
+    key="merge:layered")
+groups = int(st.radio("Anchors per skill", [2, 3, 4], horizontal=True, key="merge:groups")) \
+    if layered else 1
 skills = res.skills
 if one_skill:
     skills = [st.radio("Skill", res.skills, horizontal=True, key="merge:skill")]
@@ -43,7 +49,20 @@ cols = st.columns(len(skills))
 if not entry.weighted:  # the method weighs the models itself: choose which skills go in
     st.caption("This method has no ω: it merges θ_G with the chosen skill models and sets "
                "their weights itself.")
+layers = ui.layer_store()
 for col, skill in zip(cols if entry.weighted else [], skills):
+    if layered:  # one input per anchor, started from the stored gradient (or the one ω)
+        start = data.resample(layers.get(skill, store.get(skill, 0.0)), groups)
+        anchors = []
+        for g, key in enumerate(ui.layer_keys(skill, groups)):
+            if key not in st.session_state:
+                st.session_state[key] = round(min(1.0, max(0.0, start[g])), 4)
+            where = "first layer" if g == 0 else "last layer" if g == groups - 1 else f"anchor {g + 1}"
+            anchors.append(float(col.number_input(f"ω for {skill}, {where}", 0.0, 1.0, step=0.05,
+                                                  key=key)))
+        layers[skill] = tuple(anchors)
+        omegas[skill] = tuple(anchors)
+        continue
     grid = sorted(set(res.grid(skill, grid_kind)) | {0.0})
     if fine or len(grid) < 2:
         key = f"{PAGE}:fine:{skill}"
@@ -112,6 +131,9 @@ else:
     elif scores:
         st.caption("**Estimate** — not measured; replaced by the measured score when it arrives.")
         ui.metric_row(scores, base, res.axes, estimated=True)
+    elif req.layered:
+        st.caption("No estimate for a per-layer ω (estimates read one ω per skill): its scores "
+                   "appear when the worker has measured it.")
     else:
         st.caption("No estimate is possible for this point (no cached neighbours).")
 
@@ -142,7 +164,7 @@ if chart_skills and "general" in res.frame.columns:
 st.divider()
 st.subheader("Export")
 default_name = ui.slug(f"{source.title}-{req.method}-" + "-".join(
-    f"{k}{v:g}" for k, v in req.active.items()) or "general")
+    f"{k}{data.format_omega(v)}" for k, v in req.active.items()) or "general")
 name = st.text_input("Name", value=default_name, key=f"{PAGE}:name:{default_name}",
                      help=f"A plain name; the checkpoint goes to {cfg.export_dir}/NAME.")
 overwrite = st.checkbox("Replace an existing export of that name", key=f"{PAGE}:force")

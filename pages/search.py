@@ -38,6 +38,14 @@ if mode == "weighted" and chosen:
     cols = st.columns(len(chosen))
     weights = tuple(float(col.number_input(f"weight of {s}", value=1.0, step=0.5,
                                            key=f"{PAGE}:w:{s}")) for col, s in zip(cols, chosen))
+groups = int(st.radio(
+    "ω per skill", [1, 2, 3, 4], key=f"{PAGE}:groups", horizontal=True,
+    format_func=lambda g: "one ω" if g == 1 else f"per layer: {g} groups",
+    help="Per layer: each skill's ω is a MergeKit gradient list of G anchors, from the first layer "
+         "to the last and interpolated between, so the search has skills × G dimensions (columns "
+         "ω_<skill>[1] … [G]). A point with equal anchors is the one-ω point. The lattice step "
+         "grows with the dimensions; past 50,000 points the candidates are a seeded sample "
+         "(every one-ω point, then uniform draws)."))
 delta = None
 if "general" in res.axes:
     d1, d2 = st.columns([2, 3])
@@ -49,13 +57,16 @@ if not chosen:
     st.stop()
 try:
     req = data.FrontRequest(tuple(chosen), weights, delta, surrogate=kind,
-                            step=data.lattice_step(len(chosen)))
+                            step=data.lattice_step(len(chosen) * groups), groups=groups)
     with st.spinner("Fitting the surrogate…"):
         view = ui.search_view(res, req)
 except data.AppDataError as e:
     st.warning(str(e))
     st.stop()
 st.markdown(f"**Objective:** {view.objective.describe()}")
+if groups > 1:
+    st.caption(f"Per-layer ω: {view.space.describe()}. Measured points with one ω per skill count "
+               "as equal anchors.")
 
 # --- the predicted front -------------------------------------------------------------------------
 xy = data.plot_axes(view)
@@ -95,7 +106,7 @@ if drawn:
                         format_func=labels.__getitem__, key=f"{PAGE}:pick")
     if st.button("Open in Merge & export", key=f"{PAGE}:open"):
         row = view.front.iloc[int(pick or 0)]
-        ui.open_omega_in_merge(res, METHOD, {s: float(row[f"ω_{s}"]) for s in chosen})
+        ui.open_omega_in_merge(res, METHOD, view.omegas(row))
         st.switch_page(ui.PAGE_FILES["merge"])
 
 # --- suggest next --------------------------------------------------------------------------------
@@ -119,7 +130,7 @@ if shown is not None:
                        key=f"{PAGE}:queue"):
             n_jobs, errors = 0, []
             for _, r in shown.iterrows():
-                om = {s: float(r[f"ω_{s}"]) for s in chosen}
+                om = view.omegas(r)
                 try:
                     sub = ui.submit_once(source, data.MergeRequest.make(METHOD, om))
                     n_jobs += len(sub.job_ids) if sub is not None else 0

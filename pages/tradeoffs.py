@@ -35,7 +35,7 @@ def _select(skill: str, chart_key: str) -> None:
     rid = rows[0]
     st.session_state[f"{PAGE}:selected:{skill}"] = rid
     row = res.row(rid)
-    if row["kind"] == "ptm" and row["skill_set"] == frozenset([skill]):
+    if row["kind"] == "ptm" and row["skill_set"] == frozenset([skill]) and skill in row["omega_d"]:
         w = round(float(row["omega_d"][skill]), 4)
         grid = res.grid(skill)
         if w in grid:

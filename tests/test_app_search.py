@@ -187,3 +187,48 @@ def test_read_only_fixture_draws_and_cannot_queue(tmp_path, monkeypatch):
     at.button(key="search:suggest").click().run()
     assert not at.get("button") or all(b.key != "search:queue" for b in at.button)
     assert any("read-only" in c.value for c in at.caption)
+
+
+def test_layer_groups_search_per_layer_omega_and_open_in_merge(tmp_path, lab):
+    """Two layer groups: each skill has two gradient anchors (first layer, last layer); the
+    one-ω points count as equal anchors beside the measured per-layer ones, the suggestions are
+    per-layer ω on the 4-D lattice (step 0.1), they queue as jobs with their gradient, and a
+    per-layer front point opens in Merge & export as anchors, not as one ω."""
+    store, measure, _ = lab
+    measure([(s, c) for s in (0, 0.5, 1) for c in (0, 0.5, 1)]
+            + [((0.0, 1.0), 0.5), (0.5, (0.0, 1.0))])
+    at = run_page(tmp_path, "search")
+    at.radio(key="search:groups").set_value(2).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("Per-layer ω: 14,641 lattice points" in c.value for c in at.caption)
+    assert any(f"{9 + 2} distinct ω measured" in c.value for c in at.caption)
+    cols = ["ω_science[1]", "ω_science[2]", "ω_coding[1]", "ω_coding[2]"]
+    front = [r for r in at.dataframe if "p_feasible" in r.value.columns][0].value
+    assert set(cols) <= set(front.columns) and len(front)
+    assert "predicted front (surrogate mean)" in traces(at)
+    # suggestions: valid per-layer ω, none measured
+    at.button(key="search:suggest").click().run()
+    assert not at.exception and not at.error
+    shown = [r for r in at.dataframe if "why" in r.value.columns][0].value
+    om = shown[cols].to_numpy()
+    assert len(shown) == 4 and np.all((om >= 0) & (om <= 1)) and np.allclose(om / 0.1, np.round(om / 0.1))
+    measured = {(s, s, c, c) for s in (0, 0.5, 1) for c in (0, 0.5, 1)} | {(0, 1, .5, .5), (.5, .5, 0, 1)}
+    assert not {tuple(r) for r in om} & measured
+    layered = [r for r in om if r[0] != r[1] or r[2] != r[3]]
+    assert layered, om  # the search uses the per-layer dimensions
+    at.button(key="search:queue").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    labels = {j.label for j in store.jobs(experiment="fakelab", statuses=["queued"])}
+    assert set(shown["label"]) <= labels and any("[" in lab for lab in labels), labels
+    # a per-layer point of the predicted front opens in Merge & export with its anchors
+    front = [r for r in at.dataframe if "p_feasible" in r.value.columns][0].value
+    i = next(i for i, r in front.iterrows() if r[cols[0]] != r[cols[1]] or r[cols[2]] != r[cols[3]])
+    at.selectbox(key="search:pick").set_value(int(i)).run()
+    at.button(key="search:open").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert [t.value for t in at.title] == ["Merge & export"]
+    assert at.toggle(key="merge:layered").value and at.radio(key="merge:groups").value == 2
+    for s, (a, b) in {"science": cols[:2], "coding": cols[2:]}.items():
+        got = [at.number_input(key=f"merge:layer:{s}:2:{g}").value for g in (0, 1)]
+        assert got == pytest.approx([float(front.loc[i, a]), float(front.loc[i, b])])
+    assert "[" in at.subheader[0].value  # the request's label: a gradient, not one ω

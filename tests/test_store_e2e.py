@@ -110,3 +110,44 @@ def test_the_app_path_on_real_parts_over_postgresql(lab, pg_server):
     r = store.results("tiny")[0]
     assert r.engine == "hf" and r.versions["torch"] and len(r.fingerprints) == 3
     assert outputs(store, r.key) and all(o for o in outputs(store, r.key))
+
+
+def test_a_per_layer_omega_is_applied_layer_by_layer_by_the_worker(tmp_path):
+    """A gradient ω on real parts: MergeKit's recipe with a weight list, queued, run by the
+    worker's transformers engine (2 layers: the first layer at the first anchor, the last at
+    the last, embeddings and head at t = 0), stored with its list."""
+    import torch
+    from safetensors.torch import load_file
+
+    from ptm_core.testing.tiny import build_tiny_llama, perturbed_copy
+
+    pre = build_tiny_llama(tmp_path / "models" / "pre", seed=0, hidden_size=64, num_layers=2)
+    perturbed_copy(pre, tmp_path / "models" / "general", seed=1, scale=0.5)
+    perturbed_copy(pre, tmp_path / "models" / "science", seed=2, scale=0.5)
+    perturbed_copy(tmp_path / "models" / "general", tmp_path / "models" / "cft", seed=3, scale=0.5)
+    (tmp_path / "tiny.yml").write_text(EXP)
+    exp = Experiment.load(tmp_path / "tiny.yml")
+    store = Store(tmp_path / "store.sqlite")
+    point = ptm_point(exp, MergeKitBuilder(), {"science": (0.0, 1.0)})
+    enqueue_points(store, exp, [point], resolver)
+    engines = []
+
+    def factory(e):
+        engines.append(default_engine_factory(e))
+        return engines[-1]
+
+    stats = run_worker(store, factory, resolver, once=True)
+    assert (stats.done, stats.failed) == (2, 0), store.jobs(statuses=["failed"])
+    assert {r.omega for r in store.results("tiny")} == {'{"science":[0.0,1.0]}'}
+    got = engines[0].model.state_dict()
+    ckpt = {m: load_file(str(tmp_path / "models" / m / "model.safetensors"))
+            for m in ("pre", "general", "science")}
+
+    def at(name, w):  # θ_G + w τ_science
+        return ckpt["general"][name] + w * (ckpt["science"][name] - ckpt["pre"][name])
+
+    for name, w in (("model.layers.0.mlp.up_proj.weight", 0.0), ("model.layers.1.mlp.up_proj.weight", 1.0),
+                    ("model.embed_tokens.weight", 0.0)):
+        torch.testing.assert_close(got[name], at(name, w), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(got["model.layers.1.mlp.up_proj.weight"],
+                              at("model.layers.1.mlp.up_proj.weight", 0.0))

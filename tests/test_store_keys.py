@@ -168,3 +168,28 @@ def test_a_tokenizer_model_outside_the_experiment_is_refused(tmp_path):
                       "models": [{"model": exp.general.model, "parameters": {"weight": 1.0}}]})
     with pytest.raises(JobMismatchError, match="elsewhere"):
         _keys(exp, {"stray": r}, {ref: "fp" for ref in exp.model_refs()})
+
+
+def test_a_per_layer_omega_has_its_own_key_and_equal_anchors_are_the_one_omega_point(tmp_path):
+    """A gradient ω is part of the recipe, so of the point's key: each per-layer ω its own key;
+    the same ω at every layer in fewer anchors is the same merge (equal anchors: the one-ω
+    point, as MergeKit interpolates them to that weight), so the same key and stored results."""
+    from ptm_core.orchestrate.points import MergeKitBuilder, ptm_point
+    from ptm_core.testing.store import fake_lab
+
+    exp, _, _ = fake_lab(tmp_path)
+    b = MergeKitBuilder()
+
+    def key(w):
+        return ptm_point(exp, b, {"science": w, "coding": 0.5}).recipe_key
+
+    keys = {key(w) for w in ((0.2, 0.6), (0.6, 0.2), (0.2, 0.5, 0.6), (0.2, 0.3, 0.5, 0.6),
+                             0.2, 0.6, 0.4)}
+    assert len(keys) == 7
+    assert key((0.3, 0.3)) == key(0.3) == key([0.3, 0.3, 0.3])
+    assert key((0.2, 0.6)) == key([0.2, 0.6]) == key((0.2000000001, 0.6))
+    # a straight gradient is its two ends: the same ω at every layer, so the same merge
+    assert key((0.2, 0.4, 0.6)) == key((0.2, 0.6)) == key((0.2, 0.4 / 3 + 0.2, 0.8 / 3 + 0.2, 0.6))
+    p = ptm_point(exp, b, {"science": (0.3, 0.3)})
+    assert p.omega == {"science": 0.3} and p.omega_json == '{"science":0.3}'
+    assert ptm_point(exp, b, {"science": [0.2, 0.4, 0.6]}).omega == {"science": (0.2, 0.6)}

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 
 from ptm_core import catalogue
 from ptm_core.store.estimate import estimate_point
+from ptm_core.store.point import format_omega
 from ptm_core.analysis.results import (
     Results,
     axis_title,
@@ -77,9 +78,9 @@ def _ci(row, axis: str) -> str:
 
 def _hover(row, x: str, y: str, skill: str | None = None, extra: str = "") -> str:
     lines = [f"<b>{row['label'] or kind_title(row['kind'])}</b>"]
-    om = row["omega_d"] if isinstance(row.get("omega_d"), dict) else {}
-    if om:
-        lines.append("ω: " + ", ".join(f"{k}={v:g}" for k, v in om.items()))
+    om = next((row[c] for c in ("omega_all", "omega_d") if isinstance(row.get(c), dict)), {})
+    if om:  # a per-layer ω as its anchors, first layer to last
+        lines.append("ω: " + ", ".join(f"{k}={format_omega(v)}" for k, v in om.items()))
     lines.append(f"{axis_title(x)}: {_fmt(row[x])}{_ci(row, x)}")
     lines.append(f"{axis_title(y)}: {_fmt(row[y])}{_ci(row, y)}")
     if row["kind"] in ("cft", "rt", "skill", "general") or pd.notna(row.get("data_size")):

@@ -20,14 +20,15 @@ import pandas as pd
 from ptm_core import catalogue
 from ptm_core.catalogue import heuristic_omega, kind_title  # noqa: F401 - kind_title re-exported
 from ptm_core.store.frame import POINT_COLUMNS
+from ptm_core.store.point import is_gradient
 
 # The contract columns every results frame has (the store's frame, up to recipe_key; a
 # results CSV may lack the store's own point_id, method, heuristic and source).
 META = POINT_COLUMNS[:POINT_COLUMNS.index("recipe_key") + 1]
 # Columns that are never axes.
 _NON_AXES = set(POINT_COLUMNS) | {"estimated", "row_id", "table", "row", "derived", "params",
-                                  "omega_d", "skill_set", "wall_s", "created", "cost_steps",
-                                  "created_at", "engine", "pool_steps"}
+                                  "omega_d", "omega_all", "skill_set", "wall_s", "created",
+                                  "cost_steps", "created_at", "engine", "pool_steps"}
 KNOWN_AXES = ["general", "science", "coding", "safety", "xstest_safe"]
 AXIS_TITLES = {
     "general": "General",
@@ -43,22 +44,37 @@ def axis_title(axis: str) -> str:
     return AXIS_TITLES.get(axis, axis.replace("_", " ").capitalize())
 
 
-def parse_omega(value) -> dict[str, float]:
-    """The frame's ``omega`` cell (JSON text, dict, or null) as a dict skill -> ω."""
+def parse_omega_all(value) -> dict[str, float | tuple[float, ...]]:
+    """The frame's ``omega`` cell (JSON text, dict, or null) as a dict skill -> ω, a per-layer ω
+    (a gradient list) as the tuple of its anchors."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return {}
     if isinstance(value, Mapping):
-        return {str(k): float(v) for k, v in value.items()}
-    text = str(value).strip()
-    if not text or text.lower() in ("null", "none", "nan"):
+        d = value
+    else:
+        text = str(value).strip()
+        if not text or text.lower() in ("null", "none", "nan"):
+            return {}
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError:
+            return {}
+    if not isinstance(d, Mapping):
         return {}
-    try:
-        d = json.loads(text)
-    except json.JSONDecodeError:
-        return {}
-    if isinstance(d, Mapping):
-        return {str(k): float(v) for k, v in d.items() if v is not None}
-    return {}
+    return {str(k): tuple(float(x) for x in v) if isinstance(v, (list, tuple)) else float(v)
+            for k, v in d.items() if v is not None}
+
+
+def parse_omega(value) -> dict[str, float]:
+    """The frame's ``omega`` cell as a dict skill -> ω, one number per skill; {} for a point
+    with a per-layer ω, which is on no one-number curve (``parse_omega_all`` keeps it)."""
+    d = parse_omega_all(value)
+    return {} if any(isinstance(v, tuple) for v in d.values()) else d  # type: ignore[return-value]
+
+
+def is_layered(omegas: Mapping) -> bool:
+    """Some skill's ω is per-layer (a gradient: a list or tuple of anchors)."""
+    return any(is_gradient(v) for v in omegas.values())
 
 
 def split_skills(value) -> frozenset[str]:
@@ -67,13 +83,22 @@ def split_skills(value) -> frozenset[str]:
     return frozenset(s.strip() for s in str(value).split("+") if s.strip())
 
 
-def omega_key(omegas: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
-    """Canonical, hashable ω: zero weights dropped, rounded to the grid precision."""
-    return tuple(sorted((k, round(float(v), OMEGA_DECIMALS)) for k, v in omegas.items()
-                        if round(float(v), OMEGA_DECIMALS) != 0.0))
+def _rounded(v):
+    """ω at the grid precision; a per-layer ω as a tuple (equal anchors: that number)."""
+    if isinstance(v, (list, tuple)):
+        t = tuple(round(float(x), OMEGA_DECIMALS) for x in v)
+        return t[0] if len(set(t)) == 1 else t
+    return round(float(v), OMEGA_DECIMALS)
 
 
-def point_key(kind: str, omegas: Mapping[str, float]) -> tuple:
+def omega_key(omegas: Mapping) -> tuple[tuple[str, float | tuple[float, ...]], ...]:
+    """Canonical, hashable ω: zero weights dropped, rounded to the grid precision (a per-layer
+    ω anchor by anchor)."""
+    return tuple(sorted((k, w) for k, w in ((k, _rounded(v)) for k, v in omegas.items())
+                        if w != 0.0))
+
+
+def point_key(kind: str, omegas: Mapping) -> tuple:
     """The look-up key of a merge by (method, ω). A PTM merge with every ω at 0 is θ_G."""
     ok = omega_key(omegas)
     if kind in catalogue.merge_kinds() and not ok:
@@ -94,7 +119,10 @@ def normalize(frame: pd.DataFrame | None) -> pd.DataFrame:
     df = df.reset_index(drop=True)
     df["row_id"] = np.arange(len(df), dtype=int)
     df["kind"] = df["kind"].astype(object).where(df["kind"].notna(), "").astype(str)
-    df["omega_d"] = [parse_omega(v) for v in df["omega"]]
+    # omega_all: every ω (a per-layer one as a tuple); omega_d: one number per skill, {} where
+    # some ω is per-layer, so one-number curves, sliders and estimates never see a gradient
+    df["omega_all"] = [parse_omega_all(v) for v in df["omega"]]
+    df["omega_d"] = [{} if is_layered(d) else d for d in df["omega_all"]]
     df["skill_set"] = [split_skills(v) for v in df["skills"]]
     df["estimated"] = df["estimated"].fillna(False).astype(bool)
     # a row measured on a subsample of some suite (the app's quick pass), not yet in full
@@ -184,8 +212,8 @@ class Results:
         for r in df.itertuples(index=False):
             if r.kind == "general":
                 index.setdefault(("general", ()), r.row_id)
-            if r.kind in catalogue.merge_kinds() and r.omega_d:
-                key = point_key(r.kind, r.omega_d)
+            if r.kind in catalogue.merge_kinds() and r.omega_all:
+                key = point_key(r.kind, r.omega_all)
                 # Measured rows win over estimates for the same point.
                 prev = index.get(key)
                 if prev is None or (df.at[prev, "estimated"] and not r.estimated):

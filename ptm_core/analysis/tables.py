@@ -13,6 +13,7 @@ import pandas as pd
 from ptm_core import catalogue
 from ptm_core.analysis.results import Results, axis_title, interval, kind_title
 from ptm_core.intervals import overlaps
+from ptm_core.store.point import format_omega
 
 
 def table_methods() -> tuple[str, ...]:
@@ -81,8 +82,9 @@ def best_of_each_method(res: Results, skill: str, *, x: str = "general", y: str 
         i = int(np.nanargmax(score))
         r = rows.iloc[i]
         detail = ""
-        if r["omega_d"]:
-            detail = "ω " + ", ".join(f"{k}={v:g}" for k, v in r["omega_d"].items())
+        om = r["omega_all"] if isinstance(r.get("omega_all"), dict) else r["omega_d"]
+        if om:
+            detail = "ω " + ", ".join(f"{k}={format_omega(v)}" for k, v in om.items())
         elif pd.notna(r["data_size"]):
             detail = f"|D_i| = {int(r['data_size']):,}"
         ranked.append((float(score[i]), len(out)))

@@ -32,6 +32,7 @@ from ptm_core.app.sources import (
     JOB_COLUMNS, WIRING, WORKER_COLUMNS, ExperimentSource, FrameFileSource, PaperSource,
     StoreSource, jobs_frame, open_source, workers_frame,
 )
+from ptm_core.store.point import format_omega, resample  # a per-layer ω's label and anchors
 
 __all__ = [
     "AppDataError", "ExportResult", "dir_size", "export_merge", "zip_dir", "MergeRequest",
@@ -39,4 +40,5 @@ __all__ = [
     "confine_any", "export_path", "settings", "WORLDS", "world_file", "JOB_COLUMNS", "WIRING", "WORKER_COLUMNS", "workers_frame", "ExperimentSource",
     "FrameFileSource", "PaperSource", "StoreSource", "jobs_frame", "open_source",
     "FrontRequest", "FrontView", "front_view", "lattice_step", "plot_axes", "suggest",
+    "format_omega", "resample",
 ]

@@ -8,6 +8,8 @@ from typing import Mapping
 
 from ptm_core import catalogue
 from ptm_core.app.errors import AppDataError
+from ptm_core.errors import PTMError
+from ptm_core.store.point import format_omega, is_gradient, omega_value
 
 
 def method_menu() -> dict[str, str]:
@@ -44,18 +46,26 @@ class Progress:
 
 @dataclass(frozen=True)
 class MergeRequest:
-    """What the Merge & export page asks for: a method, ω per skill, its parameters."""
+    """What the Merge & export page asks for: a method, ω per skill, its parameters. A skill's
+    ω is a number or, for a base-relative method, a per-layer ω: a tuple of gradient anchors
+    (first layer to last; `ptm_core.store.point.omega_value`)."""
 
     method: str
-    omegas: tuple[tuple[str, float], ...]
+    omegas: tuple[tuple[str, float | tuple[float, ...]], ...]
     density: float = 0.5
 
     @classmethod
-    def make(cls, method: str, omegas: Mapping[str, float], density: float = 0.5) -> "MergeRequest":
+    def make(cls, method: str, omegas: Mapping, density: float = 0.5) -> "MergeRequest":
         entry = catalogue.methods().get(method)
         if entry is None:
             raise AppDataError(f"unknown method {method!r}; one of {', '.join(catalogue.methods())}")
-        om = tuple((k, round(float(v), 6)) for k, v in omegas.items())
+        try:
+            om = tuple((k, omega_value(v)) for k, v in omegas.items())
+        except PTMError as e:
+            raise AppDataError(str(e)) from None
+        if any(is_gradient(v) for _, v in om) and entry.form != "task_arithmetic":
+            raise AppDataError(f"{entry.menu_title}: a per-layer ω needs a task-arithmetic merge "
+                               "(task arithmetic, TIES or DARE)")
         if not entry.weighted:  # no ω: a skill is in (1) or out (0)
             om = tuple((k, 1.0 if v != 0.0 else 0.0) for k, v in om)
             if not any(v for _, v in om):
@@ -82,8 +92,13 @@ class MergeRequest:
         return catalogue.curve_of(self.kind)
 
     @property
-    def omega_dict(self) -> dict[str, float]:
+    def omega_dict(self) -> dict:
         return dict(self.omegas)
+
+    @property
+    def layered(self) -> bool:
+        """Some skill's ω is per-layer (a gradient)."""
+        return any(is_gradient(v) for _, v in self.omegas)
 
     @property
     def active(self) -> dict[str, float]:
@@ -93,6 +108,7 @@ class MergeRequest:
         if not self.entry.weighted:
             return (f"{self.entry.menu_title.split(' (')[0]} θ_G + "
                     + " + ".join(k for k, _ in self.omegas if _ != 0.0))
-        om = ", ".join(f"ω_{k}={v:g}" for k, v in self.omegas if v != 0.0) or "all ω = 0 (θ_G)"
+        om = ", ".join(f"ω_{k}={format_omega(v)}" for k, v in self.omegas if v != 0.0) \
+            or "all ω = 0 (θ_G)"
         extra = f", density={self.density:g}" if self.entry.sparse else ""
         return f"{self.entry.menu_title.split(':')[0].split(' (')[0]} {om}{extra}"

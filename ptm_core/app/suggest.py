@@ -25,7 +25,8 @@ SEED = 0
 @dataclass(frozen=True)
 class FrontRequest:
     """What the user states: the skills whose ω are searched (and maximised), a weighted sum or
-    a Pareto front, and general ability within Δ of θ_G (None: unconstrained)."""
+    a Pareto front, general ability within Δ of θ_G (None: unconstrained), and the layer groups
+    per skill (1: one ω; 2–4: a per-layer ω, MergeKit gradient anchors, `search.space.Space`)."""
 
     skills: tuple[str, ...]
     weights: tuple[float, ...] | None = None
@@ -33,6 +34,10 @@ class FrontRequest:
     constraint_axis: str = "general"
     surrogate: str = "gp"
     step: float = 0.05
+    groups: int = 1
+
+    def space(self) -> space.Space:
+        return space.Space(tuple(self.skills), self.groups, 0.0, 1.0, self.step, SEED)
 
     def objective(self, floor: float | None) -> Objective:
         constraint = self.constraint_axis if self.delta is not None else None
@@ -44,7 +49,7 @@ class FrontView:
     request: FrontRequest
     objective: Objective
     metrics: tuple[str, ...]  # modelled: the objective's axes, the constraint axis
-    measured: pd.DataFrame  # one row per measured point: ω_<skill>, each metric, feasible
+    measured: pd.DataFrame  # one row per measured point: its ω columns, each metric, feasible
     need: int  # distinct measured ω the surrogate needs
     have: int
     floor: float | None
@@ -55,9 +60,20 @@ class FrontView:
     X: np.ndarray | None = field(default=None, repr=False)
     scores: dict = field(default_factory=dict, repr=False)
 
+    @property
+    def space(self) -> space.Space:
+        return self.request.space()
 
-def omega_columns(skills: Sequence[str]) -> list[str]:
-    return [f"ω_{s}" for s in skills]
+    def omegas(self, row: Mapping) -> dict:
+        """ω per skill of a row of `measured`, `front` or a suggestion: a number, or a per-layer
+        ω as the tuple of its anchors."""
+        sp = self.space
+        return sp.omegas([float(row[c]) for c in sp.columns()])
+
+
+def omega_columns(skills: Sequence[str], groups: int = 1) -> list[str]:
+    """The tables' ω columns: ω_<skill>, or ω_<skill>[1..G] for G layer groups (space.Space)."""
+    return space.Space(tuple(skills), groups).columns()
 
 
 def validate(req: FrontRequest, axes: Sequence[str]) -> None:
@@ -75,6 +91,10 @@ def validate(req: FrontRequest, axes: Sequence[str]) -> None:
         raise AppDataError("give every skill a finite weight, not all zero")
     if req.surrogate not in surrogate.KINDS:
         raise AppDataError(f"unknown surrogate {req.surrogate!r}")
+    try:
+        space.check_groups(req.groups)
+    except PTMError as e:
+        raise AppDataError(str(e)) from None
 
 
 def front_view(frame: pd.DataFrame, req: FrontRequest, axes: Sequence[str]) -> FrontView:
@@ -84,29 +104,31 @@ def front_view(frame: pd.DataFrame, req: FrontRequest, axes: Sequence[str]) -> F
     metrics = req.objective(None).metrics
     if req.constraint_axis in axes and req.constraint_axis not in metrics:  # drawn as an axis
         metrics = metrics + (req.constraint_axis,)
-    X, scores = measured_points(frame, METHOD, skills, metrics)
-    need = surrogate.min_points(req.surrogate, len(skills))
+    sp = req.space()
+    X, scores = measured_points(frame, METHOD, skills, metrics, req.groups)
+    need = surrogate.min_points(req.surrogate, sp.dims)
     have = len({tuple(x) for x in X})
     origin = np.flatnonzero(np.all(X == 0, axis=1)) if len(X) else np.array([], int)
     floor = None
     if req.delta is not None and len(origin):
         floor = float(scores[req.constraint_axis][origin[0]]) - req.delta
     obj = req.objective(floor)
-    table = pd.DataFrame(X, columns=omega_columns(skills))
+    table = pd.DataFrame(X, columns=sp.columns())
     for m in metrics:
         table[m] = scores[m]
-    table["label"] = [omega_label(skills, x) for x in X]
+    table["label"] = [sp.label(x) for x in X]
     table["feasible"] = [obj.feasible({m: scores[m][i] for m in metrics}) for i in range(len(X))]
     try:
-        candidates = space.lattice(len(skills), 0.0, 1.0, req.step)
+        candidates = sp.candidates()
     except PTMError as e:
         raise AppDataError(str(e)) from None
     view = FrontView(req, obj, metrics, table, need, have, floor, None, candidates=candidates,
                      X=X, scores=scores)
     if have < need:
+        dims = f" over {sp.dims} dimensions" if req.groups > 1 else ""
         view.message = (f"{have} distinct ω measured for {' + '.join(skills)}; the "
-                        f"{req.surrogate} surrogate needs at least {need} before it can predict "
-                        "a front. Suggest next proposes an initial design to measure.")
+                        f"{req.surrogate} surrogate{dims} needs at least {need} before it can "
+                        "predict a front. Suggest next proposes an initial design to measure.")
         return view
     if req.delta is not None and floor is None:
         view.message = (f"θ_G's {req.constraint_axis} score (the ω = 0 point) is not measured, so "
@@ -126,9 +148,8 @@ def front_view(frame: pd.DataFrame, req: FrontRequest, axes: Sequence[str]) -> F
 def _predicted_table(view: FrontView, omega: np.ndarray) -> pd.DataFrame:
     """ω rows with each metric's predicted mean and 95 % band."""
     from ptm_core.search.front import Z95
-    skills = list(view.request.skills)
-    out = pd.DataFrame(np.asarray(omega, dtype=float).reshape(-1, len(skills)),
-                       columns=omega_columns(skills))
+    sp = view.space
+    out = pd.DataFrame(np.asarray(omega, dtype=float).reshape(-1, sp.dims), columns=sp.columns())
     if len(out):
         means, sds = surrogate.predict_all(view.models, omega)
         for m in view.metrics:
@@ -138,7 +159,7 @@ def _predicted_table(view: FrontView, omega: np.ndarray) -> pd.DataFrame:
     else:
         for m in view.metrics:
             out[m] = out[f"{m}_lo"] = out[f"{m}_hi"] = []
-    out["label"] = [omega_label(skills, row) for row in out[omega_columns(skills)].to_numpy()]
+    out["label"] = [sp.label(row) for row in out[sp.columns()].to_numpy()]
     return out
 
 
@@ -148,26 +169,22 @@ def _front_table(view: FrontView, omega: np.ndarray, p_feasible: np.ndarray) -> 
     return out
 
 
-def omega_label(skills: Sequence[str], omega) -> str:
-    return ", ".join(f"ω_{s}={float(w):g}" for s, w in zip(skills, omega))
-
-
-def suggest(view: FrontView, q: int, exclude: Sequence[Mapping[str, float]] = ()) -> pd.DataFrame:
-    """The next `q` ω to measure (lattice points in [0, 1], none measured or in `exclude`): the
-    acquisition's batch when the front can be predicted, else the initial design (ω = 0 first,
-    then a scrambled Sobol sample). Columns: ω_<skill>, label, why, and predicted means/bands
-    where there is a surrogate."""
-    skills = list(view.request.skills)
+def suggest(view: FrontView, q: int, exclude: Sequence[Mapping] = ()) -> pd.DataFrame:
+    """The next `q` ω to measure (candidates in [0, 1], none measured or in `exclude`, ω per
+    skill: a number or a per-layer tuple): the acquisition's batch when the front can be
+    predicted, else the initial design (ω = 0 first, then a scrambled Sobol sample). Columns:
+    the space's ω columns, label, why, and predicted means/bands where there is a surrogate."""
+    sp = view.space
     cand = view.candidates
-    ex = [i for i, c in enumerate(cand)
-          if any(all(abs(float(e.get(s, 0.0)) - c[j]) < 1e-9 for j, s in enumerate(skills))
-                 for e in exclude)]
+    vecs = [v for v in (sp.vector(e) for e in exclude) if v is not None]
+    ex = (np.flatnonzero(np.any(np.all(np.abs(cand[:, None, :] - np.array(vecs)[None]) < 1e-6,
+                                       axis=2), axis=1)).tolist() if vecs else [])
     if view.front is None:
-        have = {tuple(x) for x in view.X} | {tuple(cand[i]) for i in ex}
+        have = {tuple(x) for x in np.round(view.X, 6)} | {tuple(np.round(cand[i], 6)) for i in ex}
         design = space.initial_design(cand, max(view.need, q) + len(have), SEED)
-        picks = [i for i in design if tuple(cand[i]) not in have][:q]
-        out = pd.DataFrame(cand[picks].reshape(-1, len(skills)), columns=omega_columns(skills))
-        out["label"] = [omega_label(skills, r) for r in cand[picks]]
+        picks = [i for i in design if tuple(np.round(cand[i], 6)) not in have][:q]
+        out = pd.DataFrame(cand[picks].reshape(-1, sp.dims), columns=sp.columns())
+        out["label"] = [sp.label(r) for r in cand[picks]]
         out["why"] = "initial design"
         return out
     from ptm_core.search import acquisition
@@ -190,8 +207,9 @@ def _reference(view: FrontView) -> list[float]:
 
 
 def lattice_step(k: int) -> float:
-    """The suggestions' ω step for k skills: fine for two, coarser where the lattice (and the
-    acquisition's hypervolume over every candidate) would grow past a page's patience."""
+    """The suggestions' ω step for k dimensions (skills × layer groups): fine for two, coarser
+    where the lattice (and the acquisition's hypervolume over every candidate) would grow past
+    a page's patience; past 50,000 points (2 skills × 4 groups at 0.25) the space samples it."""
     return 0.05 if k <= 2 else 0.1 if k <= 4 else 0.25
 
 

@@ -12,7 +12,7 @@ import streamlit as st
 from ptm_core import catalogue
 from ptm_core.analysis import figures
 from ptm_core.app import data
-from ptm_core.analysis.results import Results
+from ptm_core.analysis.results import Results, is_layered
 
 PAGES_DIR = data.REPO / "pages"
 PAGE_FILES = {name: PAGES_DIR / f"{stem}.py" for name, stem in (
@@ -214,12 +214,19 @@ def submit_once(source: data.ExperimentSource, req: data.MergeRequest) -> data.S
 
 def can_open_in_merge(row: pd.Series) -> bool:
     """A merge point (of a method in the catalogue) with ω: the Merge page can rebuild it."""
-    return catalogue.method_of_kind(row["kind"]) is not None and bool(row["omega_d"])
+    return catalogue.method_of_kind(row["kind"]) is not None and bool(row.get("omega_all")
+                                                                      or row["omega_d"])
 
 
 def open_in_merge(res: Results, row: pd.Series) -> None:
-    """Set the Merge page's method and ω to a point's (its sliders start from there)."""
-    st.session_state["merge:method"] = catalogue.method_of_kind(row["kind"])
+    """Set the Merge page's method and ω to a point's (its sliders start from there; a per-layer
+    ω, its anchors)."""
+    method = catalogue.method_of_kind(row["kind"])
+    if is_layered(row.get("omega_all") or {}):
+        open_omega_in_merge(res, method, row["omega_all"])
+        return
+    st.session_state["merge:method"] = method
+    st.session_state["merge:layered"] = False
     store = omega_store()
     for s in res.skills:
         store[s] = float(row["omega_d"].get(s, 0.0))
@@ -227,21 +234,44 @@ def open_in_merge(res: Results, row: pd.Series) -> None:
             st.session_state.pop(slider_key("merge", s, kind), None)
 
 
-def open_omega_in_merge(res: Results, method: str, omega: Mapping[str, float]) -> None:
+def open_omega_in_merge(res: Results, method: str, omega: Mapping) -> None:
     """Set the Merge page to `method` at any ω (a predicted or suggested point): off-grid
-    sliders when some ω is not on the cached grid."""
+    sliders when some ω is not on the cached grid; per-layer ω (`layer_store`) when some ω is
+    a gradient, every skill then given as anchors (a number repeated)."""
     st.session_state["merge:method"] = method
     store = omega_store()
     grid_kind = catalogue.curve_of(catalogue.method(method).kind)
+    groups = max((len(v) for v in omega.values() if isinstance(v, (list, tuple))), default=1)
+    st.session_state["merge:layered"] = groups > 1
+    if groups > 1:
+        st.session_state["merge:groups"] = groups
+        layers = layer_store()
     off_grid = False
     for s in res.skills:
-        w = round(float(omega.get(s, 0.0)), 4)
+        v = omega.get(s, 0.0)
+        anchors = [float(x) for x in v] if isinstance(v, (list, tuple)) else [float(v)] * groups
+        w = round(sum(anchors) / len(anchors), 4)
         store[s] = w
+        if groups > 1:
+            layers[s] = tuple(round(a, 4) for a in anchors)
+            for k in layer_keys(s, groups):
+                st.session_state.pop(k, None)
         off_grid |= w not in set(res.grid(s, grid_kind)) | {0.0}
         for kind in catalogue.curve_kinds():
             st.session_state.pop(slider_key("merge", s, kind), None)
         st.session_state.pop(f"merge:fine:{s}", None)
     st.session_state["merge:fine"] = off_grid
+
+
+def layer_store(ref: str | None = None) -> dict[str, tuple[float, ...]]:
+    """The Merge page's per-layer ω per experiment: {skill: anchors, first layer to last}."""
+    per_experiment = st.session_state.setdefault("_omega_layers", {})
+    return per_experiment.setdefault(ref or current_ref(), {})
+
+
+def layer_keys(skill: str, groups: int) -> list[str]:
+    """The state keys of a skill's anchor inputs on the Merge page, at `groups` anchors."""
+    return [f"merge:layer:{skill}:{groups}:{g}" for g in range(groups)]
 
 
 def search_view(res: Results, req: data.FrontRequest) -> data.FrontView:
@@ -298,7 +328,7 @@ def csv_download(frame: pd.DataFrame | Callable[[], pd.DataFrame], name: str, *,
 
 
 def to_csv(df: pd.DataFrame) -> bytes:
-    drop = [c for c in ("omega_d", "skill_set") if c in df.columns]
+    drop = [c for c in ("omega_d", "omega_all", "skill_set") if c in df.columns]
     return df.drop(columns=drop).to_csv(index=False).encode("utf-8")
 
 

@@ -3,7 +3,8 @@
 Each returns a MergeKit recipe, so the merge it describes reproduces with `mergekit-yaml`:
 
 - task arithmetic (Eq. 2):   θ = θ_G + Σ_k ω_k τ_k,  τ_k = θ_k − θ_pre
-    -> task_arithmetic, base θ_pre, θ_G with weight 1, each skill with weight ω_k
+    -> task_arithmetic, base θ_pre, θ_G with weight 1, each skill with weight ω_k (a number, or
+       a per-layer ω: MergeKit's gradient list [ω at the first layer, ..., ω at the last])
 - linear interpolation (Eq. 4):   θ = θ_pre + ω τ_D + (1 − ω) τ_G  =  ω θ_D + (1 − ω) θ_G
     -> linear, θ_G with weight 1 − ω and θ_D with weight ω (weights sum to 1)
 - WiSE-FT (Eqs. 5-6):   θ = θ_G + ω (θ_CFT − θ_G)
@@ -36,11 +37,22 @@ def _omega(value: Any, what: str) -> float:
     return float(value)
 
 
+def _weight(value: Any, what: str) -> float | list[float]:
+    """A skill's ω: a number, or a per-layer ω as MergeKit's gradient list (anchors spread
+    evenly from the first layer to the last, interpolated between)."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise RecipeError(f"per-layer ω for {what} is an empty list")
+        return [_omega(v, what) for v in value]
+    return _omega(value, what)
+
+
 def task_arithmetic(pre: str, general: str, skills: Mapping[str, str],
-                    omegas: Mapping[str, float], *, method: str = "task_arithmetic",
+                    omegas: Mapping[str, Any], *, method: str = "task_arithmetic",
                     **params: Any) -> Recipe:
-    """Eq. 2 with one ω per skill. `method` may be any base-relative method (ties, dare_ties,
-    ...) with its recipe-wide `params` (density, ...) for the paper's Table 6 variants."""
+    """Eq. 2 with one ω per skill, or a per-layer ω (a gradient list: `_weight`). `method` may
+    be any base-relative method (ties, dare_ties, ...) with its recipe-wide `params` (density,
+    ...) for the paper's Table 6 variants."""
     missing = set(skills) - set(omegas)
     if missing:
         raise RecipeError(f"no ω given for skill(s) {', '.join(sorted(missing))}")
@@ -48,7 +60,7 @@ def task_arithmetic(pre: str, general: str, skills: Mapping[str, str],
     if unknown:
         raise RecipeError(f"ω given for unknown skill(s) {', '.join(sorted(unknown))}")
     models = [{"model": general, "parameters": {"weight": 1.0}}]
-    models += [{"model": path, "parameters": {"weight": _omega(omegas[name], name)}}
+    models += [{"model": path, "parameters": {"weight": _weight(omegas[name], name)}}
                for name, path in skills.items()]
     return Recipe.parse({"merge_method": method, "base_model": pre, "models": models,
                          **({"parameters": params} if params else {})})

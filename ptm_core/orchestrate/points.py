@@ -16,12 +16,14 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 from ptm_core import catalogue
 from ptm_core.errors import PTMError
 from ptm_core.store.experiment import Experiment
-from ptm_core.store.point import Point, RecipeLike, make_point, round_omega
+from ptm_core.store.point import (
+    Point, RecipeLike, format_omega, is_gradient, make_point, omega_value, round_omega,
+)
 
 class RecipeBuilder(Protocol):
     def task_arithmetic(self, pre: str, general: str, skills: Mapping[str, str],
-                        omegas: Mapping[str, float], *, method: str = "task_arithmetic",
-                        **params: Any) -> RecipeLike: ...
+                        omegas: Mapping[str, Any], *, method: str = "task_arithmetic",
+                        **params: Any) -> RecipeLike: ...  # ω: a number or a gradient list
     def linear(self, pre: str, general: str, skill: str, omega: float) -> RecipeLike: ...
     def wise_ft(self, general: str, cft: str, omega: float) -> RecipeLike: ...
     def slerp(self, general: str, skill: str, omega: float) -> RecipeLike: ...
@@ -100,7 +102,9 @@ def _sum_or_none(values: Iterable[int | None]) -> int | None:
     return None if any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
 
 
-def _is_heuristic(exp: Experiment, skill: str, w: float) -> bool:
+def _is_heuristic(exp: Experiment, skill: str, w: Any) -> bool:
+    if is_gradient(w):
+        return False
     return math.isclose(w, round_omega(exp.heuristic_omega(skill)), abs_tol=1e-9)
 
 
@@ -141,9 +145,10 @@ def reference_points(exp: Experiment, b: RecipeBuilder, skills: Sequence[str] | 
             for r in exp.references if r.model and chosen(r)]
 
 
-def ptm_point(exp: Experiment, b: RecipeBuilder, omegas: Mapping[str, float], *,
+def ptm_point(exp: Experiment, b: RecipeBuilder, omegas: Mapping[str, Any], *,
               method: str = "task_arithmetic", density: float = 0.5) -> Point:
-    """Task arithmetic (Eq. 2) or a sparse variant (TIES/DARE) over the given skills."""
+    """Task arithmetic (Eq. 2) or a sparse variant (TIES/DARE) over the given skills; a skill's
+    ω may be per-layer (a gradient list, `store.point.omega_value`), labelled "ω_s=[0.2, 0.6]"."""
     unknown = [s for s in omegas if s not in exp.skills]
     if unknown:
         raise PTMError(f"unknown skill(s) {', '.join(unknown)} for experiment {exp.name!r} "
@@ -151,7 +156,7 @@ def ptm_point(exp: Experiment, b: RecipeBuilder, omegas: Mapping[str, float], *,
     if not omegas:
         raise PTMError("a PTM point needs ω for at least one skill")
     skills = [s for s in exp.skills if s in omegas]  # experiment order
-    om = {s: round_omega(omegas[s]) for s in skills}
+    om = {s: omega_value(omegas[s]) for s in skills}
     entry = catalogue.methods().get(method)
     if entry is None or entry.form != "task_arithmetic":
         based = [m for m, e in catalogue.methods().items() if e.form == "task_arithmetic"]
@@ -160,7 +165,7 @@ def ptm_point(exp: Experiment, b: RecipeBuilder, omegas: Mapping[str, float], *,
     recipe = method_recipe(b, method, om, pre=exp.base, general=exp.general.model,
                            skills={s: exp.skills[s].model for s in skills}, density=density)
     heur = all(_is_heuristic(exp, s, om[s]) for s in skills)
-    label = ", ".join(f"ω_{s}={_fmt(om[s])}" for s in skills)
+    label = ", ".join(f"ω_{s}={format_omega(om[s])}" for s in skills)
     if method != "task_arithmetic":
         label = f"{method} {label}"
     return make_point(exp, recipe, kind=entry.kind, skills=skills, omega=om,
@@ -228,12 +233,18 @@ def wise_ft_point(exp: Experiment, b: RecipeBuilder, skill: str, omega: float) -
 
 
 def method_point(exp: Experiment, b: RecipeBuilder, method: str,
-                 omegas: Mapping[str, float], *, density: float = 0.5) -> Point | None:
+                 omegas: Mapping[str, Any], *, density: float = 0.5) -> Point | None:
     """Any sweep method at the given ω. One-skill methods (linear, wise_ft, slerp, nuslerp)
-    take exactly one skill; unweighted ones merge the skills whose ω is not 0."""
+    take exactly one skill; unweighted ones merge the skills whose ω is not 0; a per-layer ω
+    (gradient list) only the base-relative ones (task arithmetic, TIES, DARE)."""
     entry = catalogue.methods().get(method)
     if entry is None:
         raise PTMError(f"unknown method {method!r}; methods: {', '.join(catalogue.methods())}")
+    layered = [s for s, w in omegas.items() if is_gradient(omega_value(w))]
+    if layered and entry.form != "task_arithmetic":
+        based = [m for m, e in catalogue.methods().items() if e.form == "task_arithmetic"]
+        raise PTMError(f"{method}: a per-layer ω (for {', '.join(layered)}) needs a base-relative "
+                       f"merge ({', '.join(based)})")
     if not entry.weighted:
         return unweighted_point(exp, b, method, [s for s, w in omegas.items() if w != 0])
     if entry.one_skill:

@@ -2,12 +2,17 @@
 
     python -m ptm_core search EXPERIMENT.yml --skills science,safety [--objective science,safety
         | --objective science=1,safety=2] [--delta 5 | --delta none] [--budget 20] [--batch 4]
-        [--step 0.05] [--surrogate gp|quadratic] [--inline | --enqueue [--wait S]] [--json OUT]
+        [--step 0.05] [--layer-groups G] [--surrogate gp|quadratic] [--inline | --enqueue [--wait S]]
+        [--json OUT]
 
 Each suggestion is an ordinary sweep point (`orchestrate.points.method_point`, the same recipe
 and key), evaluated inline through one warm engine or queued for `python -m ptm_core worker`,
 and stored like every other result; points already measured are reused, not re-run. After each
 batch the surrogates are refitted and the measured and predicted fronts printed.
+
+`--layer-groups G` (2–4) searches a per-layer ω: G anchors per skill of a MergeKit gradient list
+(ω at the first layer, ..., at the last, interpolated between), so k·G dimensions; a suggestion
+whose anchors are all equal is the plain one-ω point (`search.space.Space`).
 """
 
 from __future__ import annotations
@@ -54,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--init", type=int, default=5, help="points in the initial design (default 5)")
     ap.add_argument("--step", type=float, default=0.05, help="ω lattice step of the suggestions (default 0.05)")
     ap.add_argument("--max-omega", type=float, default=1.0, help="upper end of each ω (default 1)")
+    ap.add_argument("--layer-groups", type=int, default=1, metavar="G",
+                    help="ω per skill per layer group: 1 (default) is one ω per skill; 2 to 4 give "
+                         "each skill G anchors of a MergeKit gradient (first layer to last, "
+                         "interpolated between), so k·G dimensions. When the --step lattice of "
+                         f"k·G dimensions would pass {space.MAX_CANDIDATES:,} points, the "
+                         "candidates are a seeded sample of it (every one-ω-per-skill point, then "
+                         "uniform draws) at the same step; a coarser --step keeps the whole lattice")
     ap.add_argument("--surrogate", default="gp", choices=surrogate.KINDS)
     ap.add_argument("--beta", type=float, default=1.0, help="optimism: mean + β·sd (default 1)")
     ap.add_argument("--seed", type=int, default=0)
@@ -71,10 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def measured(store: Store, exp: Experiment, method: str, skills: Sequence[str],
-             metrics: Sequence[str], current=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """ω and scores of every stored point of this method over these skills (search/measured.py);
-    `current` (merge.fingerprint.current_fingerprints) leaves out results of rebuilt models."""
-    return measured_points(results_frame(store, exp, current=current), method, skills, metrics)
+             metrics: Sequence[str], groups: int = 1,
+             current=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """ω and scores of every stored point of this method over these skills, `groups` anchors
+    per skill (search/measured.py); `current` (merge.fingerprint.current_fingerprints) leaves
+    out results of rebuilt models."""
+    return measured_points(results_frame(store, exp, current=current), method, skills, metrics,
+                           groups)
 
 
 def _objective(args, exp: Experiment, skills: Sequence[str], floor: float | None) -> Objective:
@@ -150,10 +165,6 @@ class _Pending(Exception):
     pass
 
 
-def _fmt_omega(skills, x) -> str:
-    return ", ".join(f"ω_{s}={w:g}" for s, w in zip(skills, x))
-
-
 def main(argv: Sequence[str] | None = None, *, engine_factory=None, suite_resolver=None,
          builder=None, fingerprinter=None, store: Store | None = None, out=None) -> int:
     out = out or sys.stdout
@@ -170,33 +181,34 @@ def main(argv: Sequence[str] | None = None, *, engine_factory=None, suite_resolv
         raise PTMError("--budget, --batch and --init must be at least 1")
     delta = _delta(args)
     obj = _objective(args, exp, skills, None)  # validates the axes before anything runs
-    candidates = space.lattice(len(skills), 0.0, args.max_omega, args.step)
+    groups = space.check_groups(args.layer_groups)
+    sp = space.Space(tuple(skills), groups, 0.0, args.max_omega, args.step, args.seed)
+    candidates = sp.candidates()
     builder = builder or MergeKitBuilder()
     store = store or Store(args.store or default_store_path(), cached_dir=default_cached_dir())
     runner = _Runner(args, store, exp, builder, engine_factory or default_engine_factory,
                      suite_resolver or default_suite_resolver, fingerprinter or default_fingerprinter(), out)
-    print(f"{exp.name}: searching ω of {', '.join(skills)} ({len(candidates)} lattice points, "
-          f"step {args.step:g}), budget {args.budget}, batch {args.batch}, {args.surrogate} surrogate",
-          file=out)
+    print(f"{exp.name}: searching ω of {', '.join(skills)} ({sp.describe()}), budget "
+          f"{args.budget}, batch {args.batch}, {args.surrogate} surrogate", file=out)
     spent, batch_no, failures, models = 0, 0, [], None
     current = current_fingerprints(exp, fingerprinter)  # the models do not change meanwhile
     try:
         while True:
-            X, scores = measured(store, exp, args.method, skills, obj.metrics, current)
+            X, scores = measured(store, exp, args.method, skills, obj.metrics, groups, current)
             origin = np.flatnonzero(np.all(X == 0, axis=1)) if len(X) else np.array([], int)
             floor = (float(scores[obj.constraint_axis][origin[0]]) - delta
                      if obj.constraint_axis and delta is not None and len(origin) else None)
             obj = _objective(args, exp, skills, floor)
             if batch_no:
                 ref = _ref(obj, X, scores, origin)
-                models = _report(out, obj, skills, X, scores, ref, candidates, args, batch_no, spent)
+                models = _report(out, obj, sp, X, scores, ref, candidates, args, batch_no, spent)
             left = args.budget - spent
             if left <= 0:
                 break
             if len(X) < args.init or floor is None and obj.constraint_axis and delta is not None:
                 design = space.initial_design(candidates, args.init, args.seed)
-                have = {tuple(x) for x in X}
-                picks = [i for i in design if tuple(candidates[i]) not in have][:left]
+                have = {tuple(x) for x in np.round(X, 6)}  # a resampled gradient: to ω's rounding
+                picks = [i for i in design if tuple(np.round(candidates[i], 6)) not in have][:left]
             else:
                 picks, _ = acquisition.propose(obj, X, scores, candidates, q=min(args.batch, left),
                                                ref=_ref(obj, X, scores, origin), beta=args.beta,
@@ -205,7 +217,7 @@ def main(argv: Sequence[str] | None = None, *, engine_factory=None, suite_resolv
                 print("every lattice point is measured", file=out)
                 break
             batch_no += 1
-            points = [method_point(exp, builder, args.method, dict(zip(skills, candidates[i])))
+            points = [method_point(exp, builder, args.method, sp.omegas(candidates[i]))
                       for i in picks]
             print(f"batch {batch_no}: " + "; ".join(p.label for p in points), file=out)
             ran, failed = runner.run(points, list(obj.metrics))
@@ -223,7 +235,8 @@ def main(argv: Sequence[str] | None = None, *, engine_factory=None, suite_resolv
         f = front_mod.predicted_front(models, obj, candidates)
         names = list(obj.axes) if obj.weights is None else ["objective"]
         write_text(args.json, json.dumps({"objective": obj.describe(), "skills": skills,
-                                          "predicted_front": f.rows(skills, names)}, indent=1) + "\n")
+                                          "layer_groups": groups,
+                                          "predicted_front": f.rows(sp, names)}, indent=1) + "\n")
         print(f"wrote the predicted front to {args.json}", file=out)
     return 1 if failures else 0
 
@@ -236,7 +249,7 @@ def _ref(obj: Objective, X, scores, origin) -> list[float]:
     return [float(x) for x in np.atleast_1d(v)]
 
 
-def _report(out, obj, skills, X, scores, ref, candidates, args, batch_no, spent):
+def _report(out, obj, sp, X, scores, ref, candidates, args, batch_no, spent):
     models = surrogate.fit_all(args.surrogate, X, {m: scores[m] for m in obj.metrics}, seed=args.seed)
     front = acquisition.measured_front(obj, scores)
     hv = hypervolume(front, ref) if len(front) else 0.0
@@ -247,5 +260,5 @@ def _report(out, obj, skills, X, scores, ref, candidates, args, batch_no, spent)
     for i in range(min(len(f.omega), 5)):
         band = ", ".join(f"{n} {f.mean[i, j]:.1f} [{f.lo[i, j]:.1f}, {f.hi[i, j]:.1f}]"
                          for j, n in enumerate(names))
-        print(f"    predicted {_fmt_omega(skills, f.omega[i])}: {band}", file=out)
+        print(f"    predicted {sp.label(f.omega[i])}: {band}", file=out)
     return models

@@ -11,6 +11,7 @@ import numpy as np
 from ptm_core.search.acquisition import predict_objective
 from ptm_core.search.hypervolume import pareto_mask
 from ptm_core.search.objective import Objective
+from ptm_core.search.space import Space
 from ptm_core.search.surrogate import Fitted
 
 Z95 = 1.959964
@@ -18,16 +19,19 @@ Z95 = 1.959964
 
 @dataclass
 class Front:
-    omega: np.ndarray  # (n, k) ω of each predicted front point, sorted by the first objective
+    omega: np.ndarray  # (n, dims) ω of each predicted front point (space.Space), by the first objective
     mean: np.ndarray  # (n, n_objectives)
     lo: np.ndarray  # mean − 1.96 sd
     hi: np.ndarray  # mean + 1.96 sd
     p_feasible: np.ndarray  # (n,)
 
-    def rows(self, skills, names) -> list[dict]:
+    def rows(self, space: Space, names) -> list[dict]:
+        """JSON rows: ω per skill (a per-layer ω as its list of anchors), p_feasible, and each
+        objective's mean and band."""
         out = []
         for i in range(len(self.omega)):
-            row = {"omega": {s: float(w) for s, w in zip(skills, self.omega[i])},
+            om = space.omegas(self.omega[i])
+            row = {"omega": {s: list(w) if isinstance(w, tuple) else w for s, w in om.items()},
                    "p_feasible": float(self.p_feasible[i])}
             for j, n in enumerate(names):
                 row[n] = float(self.mean[i, j])

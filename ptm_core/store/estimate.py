@@ -14,6 +14,9 @@ Two models, chosen by how many points are measured:
 Every estimate says it is one (`is_estimate`), which model made it, which measured points it
 used, and is clipped to [0, 100]. A query at a measured ω returns the measurement itself
 (`model == "measured"`, `is_estimate` False).
+
+Both read ω as one number per skill: a point with a per-layer ω (a gradient list) is on no such
+curve, so it is never an input, and an estimate of one is not made (`estimate_point`: None).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ptm_core import catalogue
+from ptm_core.store.point import is_gradient
 
 Omega = Mapping[str, float]
 MeasuredPoint = tuple[Omega, float]  # (ω per skill, score 0-100)
@@ -54,6 +58,11 @@ class Estimate:
 
 class EstimateError(ValueError):
     pass
+
+
+def _scalar(omega: Mapping) -> bool:
+    """Every ω one number (no per-layer ω, which is a list)."""
+    return not any(is_gradient(v) for v in omega.values())
 
 
 def _vec(omega: Omega, skills: Sequence[str]) -> tuple[float, ...]:
@@ -211,7 +220,10 @@ def estimate_from_frame(frame, *, kind: str, skills: str | Sequence[str], axis: 
     for om, y in zip(rows["omega"], rows[axis]):
         if not isinstance(om, str) or y is None or (isinstance(y, float) and math.isnan(y)):
             continue
-        points.append((json.loads(om), float(y)))
+        om = json.loads(om)
+        if not _scalar(om):  # a per-layer ω: not a point of the one-number curve
+            continue
+        points.append((om, float(y)))
     return estimate(points, omega, min_quadratic_points=min_quadratic_points)
 
 
@@ -249,7 +261,7 @@ def estimate_point(frame, kind: str, omega: Omega, *, axes: Sequence[str],
     from θ_G (no interference assumed). None when nothing is measured to estimate from.
     Estimated rows in `frame` (shipped estimates) are not used as measurements.
     """
-    if kind not in catalogue.merge_kinds():
+    if kind not in catalogue.merge_kinds() or not _scalar(omega):  # per-layer ω: no curve
         return None
     active = {k: float(v) for k, v in omega.items() if float(v) != 0.0}
     if not active:

@@ -80,7 +80,8 @@ def results_frame(store: Any, experiment: Experiment | str, *,
     results"); models it does not name (not materialized here) are not checked. None: every
     stored record counts. `frame.attrs["stale_records"]` is the number left out as stale.
 
-    Columns: experiment, kind, skills, omega (JSON {skill: ω} or None), label, data_size,
+    Columns: experiment, kind, skills, omega (JSON {skill: ω} or None; a per-layer ω is a list
+    of its gradient's anchors, kept as is), label, data_size,
     train_steps, recipe_key, point_id, method, heuristic, source, then one float column per
     axis of the experiment (NaN where not measured yet), then `<axis>_lo` and `<axis>_hi` for
     every axis: the score's 95 % interval (NaN where the record has none). When a point has
@@ -142,8 +143,7 @@ def results_frame(store: Any, experiment: Experiment | str, *,
         return df
     order = {k: i for i, k in enumerate(kind_order())}
     df["_k"] = df["kind"].map(lambda k: order.get(k, len(order)))
-    df["_w"] = df["omega"].map(lambda o: ",".join(f"{v:+016.6f}" for _, v in sorted(json.loads(o).items()))
-                               if isinstance(o, str) and o else "")
+    df["_w"] = df["omega"].map(_omega_sort_key)
     df = df.sort_values(["_k", "skills", "_w", "data_size", "label"], na_position="first")
     df = df.drop(columns=["_k", "_w"]).reset_index(drop=True)
     df["data_size"] = df["data_size"].astype("Int64")
@@ -157,8 +157,18 @@ def results_frame(store: Any, experiment: Experiment | str, *,
     return df
 
 
-def omega_of(row_omega: str | None, skill: str) -> float | None:
-    """ω of one skill from the frame's omega column."""
+def _omega_sort_key(o) -> str:
+    """Rows of a curve in ω order; a per-layer ω (a list) by its anchors, after the number
+    equal to its first anchor."""
+    if not isinstance(o, str) or not o:
+        return ""
+    def one(v) -> str:
+        return "/".join(f"{x:+016.6f}" for x in v) if isinstance(v, list) else f"{v:+016.6f}"
+    return ",".join(one(v) for _, v in sorted(json.loads(o).items()))
+
+
+def omega_of(row_omega: str | None, skill: str) -> float | list[float] | None:
+    """ω of one skill from the frame's omega column: a number, or a per-layer ω's list."""
     if not isinstance(row_omega, str) or not row_omega:
         return None
     return json.loads(row_omega).get(skill)

@@ -32,7 +32,7 @@ class ResultRecord:
     point_id: str
     kind: str
     skills: str  # "science" or "science+coding"; "" for θ_pre / θ_G
-    omega: str | None  # JSON {"skill": ω} with sorted keys, or None
+    omega: str | None  # JSON {"skill": ω} with sorted keys (ω a number or a per-layer list), or None
     label: str
     data_size: int | None
     train_steps: int | None  # training-step cost of the inputs, when known

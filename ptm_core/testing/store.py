@@ -6,7 +6,7 @@ store, the worker and the sweeps (no torch, no vLLM). Also usable by the app's t
 - `FakeEngine`: `apply` remembers the recipe's weight per model; `generate` answers every prompt
   with those weights as JSON.
 - `FakeSuite`: scores the weights it reads back with a closed-form function of ω, so a test
-  knows the exact score of any point.
+  knows the exact score of any point (a per-layer ω, a gradient list, included).
 - `write_experiment`: an experiment file with empty model directories under a tmp dir.
 """
 
@@ -54,8 +54,15 @@ class FakeRecipe:
             m["model"] = mapping.get(m["model"], m["model"])
         return FakeRecipe(d)
 
-    def weights(self) -> dict[str, float]:
-        return {m["model"]: float(m.get("parameters", {}).get("weight", 1.0)) for m in self.data["models"]}
+    def weights(self) -> dict[str, float | list[float]]:
+        """Model -> its weight: a number, or a gradient's anchors (a per-layer ω) as a list."""
+        def w(v):
+            return [float(x) for x in v] if isinstance(v, list) else float(v)
+        return {m["model"]: w(m.get("parameters", {}).get("weight", 1.0)) for m in self.data["models"]}
+
+
+def _weight(w):
+    return [float(x) for x in w] if isinstance(w, (list, tuple)) else float(w)
 
 
 class FakeBuilder:
@@ -66,7 +73,7 @@ class FakeBuilder:
 
     def task_arithmetic(self, pre, general, skills, omegas, *, method="task_arithmetic", **params):
         models = [{"model": general, "parameters": {"weight": 1.0}}]
-        models += [{"model": p, "parameters": {"weight": float(omegas[n])}} for n, p in skills.items()]
+        models += [{"model": p, "parameters": {"weight": _weight(omegas[n])}} for n, p in skills.items()]
         d: dict[str, Any] = {"merge_method": method, "base_model": pre, "models": models}
         if params:
             d["parameters"] = dict(params)
@@ -162,18 +169,24 @@ class FakeSuite:
                            [{"prompt": p, "outputs": o} for p, o in zip(self.items, outs)])
 
 
-def quadratic_score(exp: Experiment, axis: str) -> Callable[[dict[str, float]], float]:
-    """A known closed form per axis: general falls with Σω², a skill's axis rises with its ω."""
+def quadratic_score(exp: Experiment, axis: str) -> Callable[[dict[str, Any]], float]:
+    """A known closed form per axis: general falls with Σω², a skill's axis rises with its ω.
+    A per-layer ω (a gradient list) counts its first layer's ω for general and its last layer's
+    for the skill (other axes: the mean anchor), so a gradient rising over the layers beats any
+    one ω; for a number both are that number."""
     skill_refs = {exp.skills[s].model: s for s in exp.skills}
 
-    def f(weights: dict[str, float]) -> float:
+    def at(w, i: int) -> float:
+        return float(w[i]) if isinstance(w, list) else float(w)
+
+    def f(weights: dict[str, Any]) -> float:
         om = {skill_refs[r]: w for r, w in weights.items() if r in skill_refs}
         if axis == "general":
-            return 60.0 - 20.0 * sum(w * w for w in om.values())
+            return 60.0 - 20.0 * sum(at(w, 0) ** 2 for w in om.values())
         if axis in exp.skills:
-            w = om.get(axis, 0.0)
+            w = at(om.get(axis, 0.0), -1)
             return 20.0 + 70.0 * w - 30.0 * w * w
-        return 50.0 + 10.0 * sum(om.values())
+        return 50.0 + 10.0 * sum(sum(w) / len(w) if isinstance(w, list) else w for w in om.values())
 
     return f
 
