@@ -123,6 +123,11 @@ def test_chat_mix_holds_every_task_half_right_and_no_evaluation_content(world):
     assert leaks(world, corpus) == []
     planted = world.examples("test", "science")[0]
     assert leaks(world, corpus + [f"{USER}\n{planted.prompt}\n{ASSISTANT}\nx"]) == [planted]
+    assert leaks(world, corpus + [f"{USER}\nhi\n{ASSISTANT}\nas asked: {planted.prompt}"]) == [planted]
+    # A chat prompt is compared whole: a longer list that contains a test list is another task.
+    sort = next(ex for ex in world.examples("test", "general") if ex.kind == "sort")
+    longer = f"{USER}\n{sort.prompt}, 1\n{ASSISTANT}\n1"
+    assert leaks(world, [longer]) == [] and leaks(world, [f"note: {sort.prompt}, 1"]) == [sort]
     with pytest.raises(ValueError, match="corpus mix"):
         next(documents(0, "nope"))
 

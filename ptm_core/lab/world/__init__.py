@@ -110,17 +110,41 @@ def _keys(world: World, split: Split) -> set[str]:
             for k in (prompt_key(ex.prompt), ex.split_key)}
 
 
+def split_corpus(corpus: Iterable[str]) -> tuple[set[str], str]:
+    """(normalized user messages of the corpus's chat documents, the rest of its text).
+
+    A chat document is one user turn and its reply in the lab's chat format; its user message is
+    a whole prompt, compared with evaluation prompts as training prompts are (normalized
+    equality): "Put in increasing order: 6, 8, 9, 4" in a chat is another question than the
+    test's "Put in increasing order: 6, 8, 9", with another answer, though it contains it.
+    Replies and plain documents are searched for evaluation prompts as substrings."""
+    from ptm_core.lab.tokenizer import ASSISTANT, USER
+
+    head, sep = f"{USER}\n", f"\n{ASSISTANT}\n"
+    prompts, rest = set(), []
+    for doc in corpus:
+        if doc.startswith(head) and sep in doc:
+            prompt, reply = doc[len(head):].split(sep, 1)
+            prompts.add(prompt_key(prompt))
+            rest.append(reply)
+        else:
+            rest.append(doc)
+    return prompts, prompt_key("\n".join(rest))
+
+
 def leaks(world: World, corpus: Iterable[str] = ()) -> list[Example]:
     """Evaluation examples whose prompt or content key occurs in a training set (or, for test,
-    in validation), or whose prompt occurs in the corpus."""
+    in validation), or whose prompt is a chat prompt of the corpus or occurs in its other text
+    (split_corpus)."""
     train_keys, val_keys = _keys(world, "train"), _keys(world, "val")
-    text = prompt_key("\n".join(corpus))
+    chat_prompts, text = split_corpus(corpus)
     found = []
     for split in ("val", "test"):
         for xs in world.data[split].values():
             for ex in xs:
-                keys = {prompt_key(ex.prompt), ex.split_key}
+                key = prompt_key(ex.prompt)
+                keys = {key, ex.split_key}
                 if (keys & train_keys or (split == "test" and keys & val_keys)
-                        or (text and prompt_key(ex.prompt) in text)):
+                        or key in chat_prompts or (text and key in text)):
                     found.append(ex)
     return found
