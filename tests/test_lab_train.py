@@ -111,3 +111,15 @@ def test_frozen_parameters_keep_their_starting_values():
     moved = [k for k in after if not torch.equal(after[k], before[k])]
     assert frozen and all(torch.equal(after[k], before[k]) for k in frozen)
     assert moved and not set(moved) & set(frozen)  # the rest did train
+
+
+def test_probe_profile_keeps_or_replaces_the_frozen_parts():
+    from ptm_core.lab.probe import probe_profile
+    from ptm_core.lab.profiles import SHIPPED, get_profile
+
+    shipped = get_profile(SHIPPED)
+    assert shipped.finetune.frozen  # the shipped lab anchors post-training
+    assert probe_profile(shipped, 1e-3, 3).finetune.frozen == shipped.finetune.frozen
+    plain_tuning = probe_profile(shipped, 1e-3, 3, frozen=[])
+    assert plain_tuning.finetune.frozen == () and plain_tuning.finetune.lr == 1e-3
+    assert plain_tuning.corpus == shipped.corpus and plain_tuning.pretrain_steps == shipped.pretrain_steps

@@ -30,9 +30,13 @@ DEFAULT_OMEGAS = (0.0, 0.3, 0.6, 1.0)
 
 
 def probe_profile(profile: Profile, lr: float, epochs: int,
-                  pretrain_steps: Optional[int] = None) -> Profile:
-    return dataclasses.replace(profile, finetune=dataclasses.replace(profile.finetune, lr=lr,
-                                                                     epochs=epochs),
+                  pretrain_steps: Optional[int] = None,
+                  frozen: Optional[Sequence[str]] = None) -> Profile:
+    """`profile` with other finetuning settings; `frozen` None keeps the profile's."""
+    tune = dataclasses.replace(profile.finetune, lr=lr, epochs=epochs)
+    if frozen is not None:
+        tune = dataclasses.replace(tune, frozen=tuple(frozen))
+    return dataclasses.replace(profile, finetune=tune,
                                pretrain_steps=pretrain_steps or profile.pretrain_steps)
 
 
@@ -129,6 +133,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--skills", default=",".join(SKILLS))
     p.add_argument("--cap", type=int, default=30, help="test items per suite")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--frozen", default=None,
+                   help="comma list of parameter-name parts kept at θ_pre in finetuning, or 'none' "
+                        "(default: the profile's)")
     a = p.parse_args(argv)
     if a.threads:
         import torch
@@ -137,9 +144,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     unknown = [s for s in skills if s not in SKILLS]
     if unknown:
         p.error(f"unknown skill(s) {', '.join(unknown)}; choose from {', '.join(SKILLS)}")
-    profile = probe_profile(get_profile(a.profile), a.lr, a.epochs, a.pretrain_steps)
+    frozen = None if a.frozen is None else [f for f in a.frozen.split(",") if f and a.frozen != "none"]
+    profile = probe_profile(get_profile(a.profile), a.lr, a.epochs, a.pretrain_steps, frozen)
     pre_tag = f"-pre{a.pretrain_steps}" if a.pretrain_steps else ""
-    prof_tag = "" if a.profile == SHIPPED else f"-{a.profile}"
+    prof_tag = ("" if a.profile == SHIPPED else f"-{a.profile}") + \
+        ("" if frozen is None else "-frozen-" + ("-".join(frozen) or "none"))
     out = a.out or Path("runs") / f"probe{prof_tag}-lr{a.lr:g}-ep{a.epochs}{pre_tag}"
     result = probe(a.source, out, profile, omegas=[float(w) for w in a.omegas.split(",")],
                    skills=skills, cap=a.cap)
