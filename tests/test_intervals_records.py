@@ -185,8 +185,9 @@ def test_estimates_do_not_take_interval_columns_for_axes(lab):
 
 
 def test_shipped_lab_records_get_an_interval_on_every_axis():
-    """cached_runs/lab.jsonl predates intervals: every headline score is a rate (pass@10 of
-    10 samples included), so each gets its Wilson interval when it is loaded."""
+    """Every shipped lab record carries its headline score's interval; a record without one
+    (results measured before intervals existed) gets the same Wilson interval when it is loaded,
+    since every headline score is a rate (pass@10 of 10 samples included)."""
     from pathlib import Path
 
     from ptm_core.lab.suites import HEADLINE
@@ -195,11 +196,18 @@ def test_shipped_lab_records_get_an_interval_on_every_axis():
     if not path.exists():
         pytest.skip("no shipped lab results")
     lines = path.read_text().splitlines()
-    assert all("intervals" not in json.loads(line) for line in lines[:5])
     recs = loads_records("\n".join(lines))
     missing = [(r.label, r.suite) for r in recs if HEADLINE[r.suite] not in r.intervals]
     assert not missing
-    coding = next(r for r in recs if r.suite == "lab_coding" and 0 < r.metrics["pass@10"] < 100)
+    stripped = []
+    for line in lines:
+        d = json.loads(line)
+        d.pop("intervals", None)
+        stripped.append(json.dumps(d))
+    derived = loads_records("\n".join(stripped))
+    for r, again in zip(recs, derived):
+        assert again.intervals[HEADLINE[r.suite]] == pytest.approx(r.intervals[HEADLINE[r.suite]])
+    coding = next(r for r in derived if r.suite == "lab_coding" and 0 < r.metrics["pass@10"] < 100)
     n = coding.counts["pass@10"]
     assert coding.intervals["pass@10"] == pytest.approx(
         pct(wilson(round(coding.metrics["pass@10"] * n / 100), n)))
