@@ -64,7 +64,8 @@ class DirectLoader:
 
     def _restore_checkpoint_weights(self) -> None:
         """Give layers whose weight vLLM dropped after packing a checkpoint-shaped one again."""
-        from vllm.model_executor.model_loader.reload.layerwise import LAYERWISE_INFO
+        from vllm.model_executor.model_loader.reload.layerwise import (LAYERWISE_INFO,
+                                                                        _get_original_loader)
         from vllm.model_executor.model_loader.reload.meta import materialize_meta_tensor
         from vllm.model_executor.model_loader.reload.sanitize import restore_layer_refs
 
@@ -77,6 +78,8 @@ class DirectLoader:
                 raise Unsupported(f"no checkpoint layout recorded for {type(layer).__name__}")
             with info.restore_device:
                 weight = materialize_meta_tensor(restore_layer_refs(meta, layer))
+            if hasattr(weight, "weight_loader"):  # a reload leaves its buffering wrapper there
+                weight.weight_loader = _get_original_loader(weight)
             self._dropped[layer] = layer.weight
             layer.register_parameter("weight", weight)
 

@@ -83,10 +83,21 @@ class WeightSwapExtension:
                 weights = TimedIterator(resident.merged(recipe, num_layers, seed))
         t = time.perf_counter()
         self.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
+        self._ptm_repack_embeddings()
         stages.update(path="reload", fallback=self._ptm_direct, merge_s=weights.seconds,
                       load_and_process_s=time.perf_counter() - t - weights.seconds,
                       total_s=time.perf_counter() - start)
         return stages
+
+    def _ptm_repack_embeddings(self) -> None:
+        """vLLM's reload skips a head tied to the embeddings ("ParallelLMHead: Failed to load
+        weights"), so on CPU its oneDNN handle would keep the old weights (measured on
+        SmolLM2-135M: outputs differed from a fresh engine). Rebuild every embedding-method
+        layer's packing from its live weight, as a fresh load does."""
+        for layer in self.model_runner.get_model().modules():
+            method = getattr(layer, "quant_method", None)
+            if type(method).__name__ == "UnquantizedEmbeddingMethod":
+                method.process_weights_after_loading(layer)
 
     def _ptm_direct_loader(self):
         """The DirectLoader, or a string saying why the full reload is used instead."""
