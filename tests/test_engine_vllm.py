@@ -91,6 +91,56 @@ def test_swaps_equal_a_fresh_engine_on_the_export(engine, hf, models, tmp_path):
     assert engine.recipe_key == target.key()
 
 
+def test_swaps_take_the_direct_path_and_report_their_stages(engine, models):
+    engine.apply(ptm(models, 0.5))
+    split = engine.last_swap
+    assert split["path"] == "direct", split
+    for key in ("merge_s", "load_s", "repack_s", "reset_prefix_cache_s", "swap_s"):
+        assert split[key] >= 0, key
+
+
+def test_a_failed_direct_load_falls_back_to_the_full_reload(engine, hf, models, monkeypatch):
+    """The direct path fails after writing every parameter but before repacking (the kernels
+    still hold the old weights): the swap reloads in full through vLLM and serves the recipe;
+    re-enabled, the direct path takes over again from the layout vLLM's reload left.
+    (The worker runs in this process on CPU, so patching the class reaches it.)"""
+    from ptm_core.engine.direct_load import DirectLoader
+
+    engine.apply(ptm(models, 0.0))
+    before = engine.generate(PROMPTS, GREEDY)
+
+    def broken(self):
+        raise RuntimeError("repack failed")
+
+    monkeypatch.setattr(DirectLoader, "_repack", broken)
+    engine.apply(ptm(models, 1.0))
+    assert engine.last_swap["path"] == "reload"
+    assert "repack failed" in engine.last_swap["fallback"]
+    hf.apply(ptm(models, 1.0))
+    after = engine.generate(PROMPTS, GREEDY)
+    assert after == hf.generate(PROMPTS, GREEDY) and after != before
+    monkeypatch.undo()
+    engine._rpc("configure_swap", True)
+    for omega in (0.3, 1.0):
+        engine.apply(ptm(models, omega))
+        hf.apply(ptm(models, omega))
+        assert engine.last_swap["path"] == "direct"
+        assert engine.generate(PROMPTS, GREEDY) == hf.generate(PROMPTS, GREEDY), omega
+
+
+def test_direct_path_refuses_layers_it_cannot_load_in_place():
+    import torch
+
+    from ptm_core.engine.direct_load import DirectLoader, Unsupported
+
+    layer = torch.nn.Linear(4, 4)
+    with pytest.raises(Unsupported, match="quantization"):
+        DirectLoader(layer, cpu=True, quantization="fp8")
+    layer.quant_method = type("Fp8LinearMethod", (), {})()
+    with pytest.raises(Unsupported, match="Fp8LinearMethod"):
+        DirectLoader(layer, cpu=True, quantization=None)
+
+
 def test_sampling_returns_n_seeded_samples(engine, models):
     engine.apply(ptm(models, 0.5))
     greedy = engine.generate(PROMPTS[:2], Sampling(max_tokens=12, n=3))

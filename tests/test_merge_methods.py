@@ -193,3 +193,7 @@ def test_chunked_streaming_equals_whole_tensor_merge(method, models):
         chunks = list(merge_chunks(r, ckpts, name, chunk_elements=300))
         assert len(chunks) > 1 or tensor.dim() < 2 or method == "ties"
         assert torch.equal(torch.cat(chunks), tensor), name
+    # the in-engine swap merges chunk by chunk into one output tensor per name
+    chunked = dict(merge_state(r, ckpts, chunk_elements=300))
+    assert list(chunked) == list(whole)
+    assert all(torch.equal(chunked[n], t) for n, t in whole.items())

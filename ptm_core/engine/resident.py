@@ -65,9 +65,10 @@ class ResidentInputs:
 
     def merged(self, recipe, num_layers: int | None, seed: int = 0
                ) -> Iterator[tuple[str, torch.Tensor]]:
-        """The recipe's merged tensors, one at a time (HF checkpoint names, float32)."""
+        """The recipe's merged tensors, one at a time (HF checkpoint names, float32); merged in
+        cache-sized chunks, as the exporter does (2x faster than whole tensors at 135M)."""
         from ptm_core.errors import MergeError
-        from ptm_core.merge.plan import merge_state
+        from ptm_core.merge.plan import CHUNK_ELEMENTS, merge_state
 
         out_layers = recipe.out_layers()
         if out_layers is not None and num_layers is not None and out_layers != num_layers:
@@ -77,7 +78,8 @@ class ResidentInputs:
         sources = {ref: self.sources[ref] for ref in recipe.model_refs()}
         _check_tokenizer_options(recipe, sources)
         with torch.no_grad():
-            yield from merge_state(recipe, sources, num_layers=num_layers, seed=seed)
+            yield from merge_state(recipe, sources, num_layers=num_layers, seed=seed,
+                                  chunk_elements=CHUNK_ELEMENTS)
 
 
 def _check_tokenizer_options(recipe, sources) -> None:

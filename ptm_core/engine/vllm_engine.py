@@ -47,11 +47,13 @@ class VLLMEngine:
                  dtype: str = "auto", max_model_len: int | None = None,
                  inputs_on: str = "cpu", inputs_dtype: str | None = None,
                  kv_cache_gib: float = 1.0, merge_seed: int = 0, seed: int = 0,
-                 **llm_kwargs: Any):
+                 direct_swap: bool = True, **llm_kwargs: Any):
         """`dtype`: vLLM's model dtype ("auto" = the checkpoint's; "float32" for exact CPU
         cross-checks). `inputs_on`: "cpu" or "worker" (the GPU: fastest swaps, but needs
         device-agnostic merge methods and room left by a lower `gpu_memory_utilization`; see
-        docs/evaluation.md). Extra keyword arguments go to `vllm.LLM`."""
+        docs/evaluation.md). `direct_swap`: load merges straight into the live parameters when
+        the model allows it (engine/direct_load.py; on CPU it keeps one more copy of the linear
+        weights), else through vLLM's full reload. Extra keyword arguments go to `vllm.LLM`."""
         from vllm import LLM
         from vllm.platforms import current_platform
 
@@ -71,8 +73,10 @@ class VLLMEngine:
         self.num_layers = getattr(self.llm.llm_engine.model_config.hf_config,
                                   "num_hidden_layers", None)
         self.recipe_key: str | None = None  # None: the template's own weights
+        self.last_swap: dict[str, Any] = {}  # the last apply's stages (seconds) and path
         self._lock = threading.RLock()
         self._rpc("configure_inputs", inputs_on, inputs_dtype)
+        self._rpc("configure_swap", direct_swap)
         if inputs:
             self.load_inputs(inputs)
 
@@ -87,18 +91,25 @@ class VLLMEngine:
             return self._rpc("resident_inputs")
 
     def apply(self, recipe: "Recipe") -> float:
+        """Swap the served weights to `recipe`; returns the seconds it took (`last_swap` has
+        the split: merge, load, repack or vLLM's reload, prefix-cache reset, and the path)."""
         with self._lock:
             start = time.perf_counter()
+            self.last_swap = {}
             try:
-                self._rpc("apply_recipe", recipe.to_yaml(), self.num_layers, self.merge_seed)
+                self.last_swap = dict(self._rpc("apply_recipe", recipe.to_yaml(), self.num_layers,
+                                                self.merge_seed))
             except Exception:
                 # a failed reload may leave a half-written model: never serve it as a recipe
                 self.recipe_key = "<invalid>"
                 raise
             finally:
+                t = time.perf_counter()
                 self.llm.reset_prefix_cache()
+                self.last_swap["reset_prefix_cache_s"] = time.perf_counter() - t
             self.recipe_key = recipe.key()
-            return time.perf_counter() - start
+            self.last_swap["swap_s"] = time.perf_counter() - start
+            return self.last_swap["swap_s"]
 
     # --- generation ------------------------------------------------------------------------
     def generate(self, prompts: list[str], sampling: Sampling) -> list[list[str]]:

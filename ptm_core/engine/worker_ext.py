@@ -17,6 +17,7 @@ import torch
 class WeightSwapExtension:
     _ptm_inputs = None  # ResidentInputs, created on first use
     _ptm_served_shapes = None  # tensor name -> shape of the checkpoint vLLM started from
+    _ptm_direct = None  # DirectLoader, or why swaps use vLLM's full reload; None: not decided
 
     def _ptm_resident(self, device: str = "cpu", dtype: str | None = None):
         from ptm_core.engine.resident import ResidentInputs
@@ -44,10 +45,18 @@ class WeightSwapExtension:
     def resident_inputs(self) -> list[str]:
         return list(self._ptm_resident().sources)
 
-    def apply_recipe(self, recipe_yaml: str, num_layers: int | None = None, seed: int = 0) -> float:
+    def configure_swap(self, direct: bool = True) -> None:
+        """`direct`: load merges straight into the live parameters when the model allows it
+        (direct_load.py), else always through vLLM's full reload."""
+        self._ptm_direct = None if direct else "disabled"
+
+    def apply_recipe(self, recipe_yaml: str, num_layers: int | None = None, seed: int = 0) -> dict:
         """Rebuild the weights of `recipe_yaml` from the resident inputs and load them in place
         (checkpoint names: vLLM fuses qkv / gate-up and repacks for its kernels as on a fresh
-        load). Returns the seconds it took. The caller must reset the prefix cache."""
+        load). Returns the seconds of each stage and the path taken ("direct", or "reload" with
+        `fallback` saying why). The caller must reset the prefix cache."""
+        from ptm_core.engine.direct_load import TimedIterator
+        from ptm_core.errors import MergeError
         from ptm_core.merge.recipe import Recipe
 
         start = time.perf_counter()
@@ -55,9 +64,56 @@ class WeightSwapExtension:
         resident = self._ptm_resident()
         resident.ensure(recipe.model_refs())
         self._ptm_check_fits(resident.sources[recipe.template_model()])
-        weights = resident.merged(recipe, num_layers, seed)
+        stages = {"prepare_s": time.perf_counter() - start}
+        loader = self._ptm_direct_loader()
+        weights = TimedIterator(resident.merged(recipe, num_layers, seed))
+        if not isinstance(loader, str):
+            try:
+                stages.update(loader.load(weights), path="direct", merge_s=weights.seconds)
+                stages["load_s"] -= weights.seconds
+                for reset in ("reset_lora_state", "reset_encoder_cache", "reset_mm_cache"):
+                    getattr(self.model_runner, reset, lambda: None)()  # as reload_weights does
+                stages["total_s"] = time.perf_counter() - start
+                return stages
+            except MergeError:  # the recipe's fault, not the path's: the caller marks it invalid
+                raise
+            except Exception as e:  # half-written: vLLM's full reload rewrites every tensor
+                loader.undo()
+                self._ptm_direct = f"direct load failed: {type(e).__name__}: {e}"
+                weights = TimedIterator(resident.merged(recipe, num_layers, seed))
+        t = time.perf_counter()
         self.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
-        return time.perf_counter() - start
+        self._ptm_repack_embeddings()
+        stages.update(path="reload", fallback=self._ptm_direct, merge_s=weights.seconds,
+                      load_and_process_s=time.perf_counter() - t - weights.seconds,
+                      total_s=time.perf_counter() - start)
+        return stages
+
+    def _ptm_repack_embeddings(self) -> None:
+        """vLLM's reload skips a head tied to the embeddings ("ParallelLMHead: Failed to load
+        weights"), so on CPU its oneDNN handle would keep the old weights (measured on
+        SmolLM2-135M: outputs differed from a fresh engine). Rebuild every embedding-method
+        layer's packing from its live weight, as a fresh load does."""
+        for layer in self.model_runner.get_model().modules():
+            method = getattr(layer, "quant_method", None)
+            if type(method).__name__ == "UnquantizedEmbeddingMethod":
+                method.process_weights_after_loading(layer)
+
+    def _ptm_direct_loader(self):
+        """The DirectLoader, or a string saying why the full reload is used instead."""
+        from ptm_core.engine.direct_load import DirectLoader, Unsupported
+        from vllm.platforms import current_platform
+
+        if self._ptm_direct is None:
+            try:
+                if not (current_platform.is_cpu() or current_platform.is_cuda()):
+                    raise Unsupported(f"platform {current_platform.device_name}")
+                self._ptm_direct = DirectLoader(
+                    self.model_runner.get_model(), cpu=current_platform.is_cpu(),
+                    quantization=self.model_runner.model_config.quantization)
+            except Unsupported as e:
+                self._ptm_direct = f"unsupported: {e}"
+        return self._ptm_direct
 
     def _ptm_check_fits(self, source) -> None:
         """Refuse recipes over another architecture before touching the served weights

@@ -159,12 +159,30 @@ def _slice_groups(recipe: Recipe, sources: Mapping[str, TensorSource],
 
 def merge_state(recipe: Recipe, sources: Mapping[str, TensorSource], *,
                 num_layers: Optional[int] = None, seed: int = 0,
-                groups: Optional[list[Group]] = None) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield (name, merged float32 tensor) for every tensor of the output model."""
+                groups: Optional[list[Group]] = None, chunk_elements: Optional[int] = None
+                ) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield (name, merged float32 tensor) for every tensor of the output model. With
+    `chunk_elements`, each tensor is merged chunk by chunk (chunk_rows) into its output, as
+    the exporter does: the same values, but the method's passes over a chunk stay in cache."""
     if groups is None:
         groups = plan_groups(recipe, sources, num_layers)
     for g in groups:
-        yield g.name, merge_rows(recipe, sources, g, seed, None)
+        chunks = ([None] if chunk_elements is None
+                  else chunk_rows(recipe, _shape(sources, g), chunk_elements))
+        if len(chunks) == 1:
+            yield g.name, merge_rows(recipe, sources, g, seed, None)
+            continue
+        first = merge_rows(recipe, sources, g, seed, chunks[0])
+        out = first.new_empty((chunks[-1][1], *first.shape[1:]))
+        out[:len(first)] = first
+        for rows in chunks[1:]:
+            out[rows[0]:rows[1]] = merge_rows(recipe, sources, g, seed, rows)
+        yield g.name, out
+
+
+def _shape(sources: Mapping[str, TensorSource], g: Group) -> tuple[int, ...]:
+    view = getattr(sources, "for_refs", None)  # inputs in a recipe's own vocabulary (vocab.py)
+    return (view(g.refs) if view is not None else sources)[g.refs[0]].shape(g.names[0])
 
 
 # Rows per chunk are chosen so one input chunk holds about this many float32 values (1 MiB):

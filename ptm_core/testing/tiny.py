@@ -88,7 +88,7 @@ def perturbed_copy(src: str | Path, out_dir: str | Path, seed: int, scale: float
     for shard in sorted(out.glob("*.safetensors")):
         tensors = load_file(str(shard))
         noisy = {name: (t + scale * t.std().clamp_min(1e-3)
-                        * torch.randn(t.shape, generator=gen)).contiguous()
+                        * torch.randn(t.shape, generator=gen)).to(t.dtype).contiguous()
                  for name, t in tensors.items()}
         save_file(noisy, str(shard), metadata={"format": "pt"})
     return out
