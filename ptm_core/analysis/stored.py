@@ -15,7 +15,13 @@ def stored_results(store: Any, exp: Experiment, *, version: str | None = None,
                    current: Fingerprints | CurrentModels | None = None) -> Results:
     """`current`: the models as they are now (`ptm_core.merge.fingerprint.current_fingerprints`),
     so results of models rebuilt since are left out (`results_frame`)."""
-    return Results.from_frame(results_frame(store, exp, current=current), name=exp.name,
+    return results_of(results_frame(store, exp, current=current), store, exp, version=version)
+
+
+def results_of(frame: Any, store: Any, exp: Experiment, *, version: str | None = None) -> Results:
+    """`Results` of an experiment's results frame (`results_frame`), for a caller that also reads
+    the frame itself (its `attrs["stale_records"]`)."""
+    return Results.from_frame(frame, name=exp.name,
                               version=version if version is not None else str(store.results_version(exp.name)),
                               skills=list(exp.skills),
                               heuristics={s: float(exp.heuristic_omega(s)) for s in exp.skills})

@@ -144,7 +144,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     unknown = [s for s in skills if s not in SKILLS]
     if unknown:
         p.error(f"unknown skill(s) {', '.join(unknown)}; choose from {', '.join(SKILLS)}")
-    frozen = None if a.frozen is None else [f for f in a.frozen.split(",") if f and a.frozen != "none"]
+    frozen = None if a.frozen is None else [] if a.frozen == "none" else [
+        f.strip() for f in a.frozen.split(",") if f.strip()]
     profile = probe_profile(get_profile(a.profile), a.lr, a.epochs, a.pretrain_steps, frozen)
     pre_tag = f"-pre{a.pretrain_steps}" if a.pretrain_steps else ""
     prof_tag = ("" if a.profile == SHIPPED else f"-{a.profile}") + \

@@ -172,13 +172,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--no-curves", action="store_true", help="only the paper's tables")
     a = p.parse_args(argv)
     from ptm_core.analysis.paper import paper_results
-    from ptm_core.analysis.stored import stored_results
+    from ptm_core.analysis.stored import results_of
     from ptm_core.atomic import write_text
     from ptm_core.lab.experiment import find_lab_experiment
     from ptm_core.merge.fingerprint import current_fingerprints
-    from ptm_core.store.current import current_records
     from ptm_core.store.db import Store
     from ptm_core.store.experiment import Experiment
+    from ptm_core.store.frame import results_frame
 
     path = find_lab_experiment() if a.experiment == "lab" else Path(a.experiment)
     if path is None or not path.is_file():
@@ -187,9 +187,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
     exp = Experiment.load(path)
     store = Store.open_default()
-    current = current_fingerprints(exp)  # results of models rebuilt since are left out
-    res = stored_results(store, exp, current=current)
-    stale = len(current_records(store.results(exp.name), current).stale)
+    # Results of models rebuilt since are left out; the frame counts them (read once).
+    frame = results_frame(store, exp, current=current_fingerprints(exp))
+    res = results_of(frame, store, exp)
+    stale = frame.attrs.get("stale_records", 0)
     if stale:
         print(f"note: {stale} stored result(s) of {exp.name} were measured on models rebuilt "
               "since and are left out (docs/store.md, \"Current results\")", file=sys.stderr)
