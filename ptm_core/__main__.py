@@ -47,8 +47,19 @@ BENCHES: dict[str, tuple[str, str]] = {
 RAY_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
+# GNU OpenMP (torch's libgomp) spins this many times waiting at a barrier before it sleeps.
+# Its default (300,000) holds a core while the other thread is descheduled: beside two
+# CPU-bound processes on the two cores a swap took 3.9x and generation 4.4x their quiet time;
+# with 1000 (libgomp's own value when threads outnumber cores) 1.9x and 2.0x, at 5-15 % on a
+# quiet machine (`bench swap --beside 2`, docs/evaluation.md). Read once, when torch loads
+# libgomp, so it is set here, before any import of torch; a user's own value wins.
+OPENMP_SPIN_ENV, OPENMP_SPIN_DEFAULT = "GOMP_SPINCOUNT", "1000"
+
+
 def prepare_environment(command: str, rest: list[str]) -> None:
-    """What must be in the environment before the command's module (or anything) imports ray."""
+    """What must be in the environment before the command's module (or anything) imports ray
+    or torch."""
+    os.environ.setdefault(OPENMP_SPIN_ENV, OPENMP_SPIN_DEFAULT)
     if command == "workers" or (command == "bench" and rest[:1] == ["workers"]):
         if not any(a == "--address" or a.startswith("--address=") for a in rest):
             os.environ.setdefault(RAY_LOOPBACK_ENV, "0")  # a user's own setting wins

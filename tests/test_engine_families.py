@@ -4,6 +4,7 @@ and plain transformers on it. vLLM allows one engine per process, so each runs i
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -26,16 +27,27 @@ def build_tiny(family: str, out: Path) -> Path:
     from transformers import AutoModelForCausalLM, MistralConfig, Olmo2Config, Qwen2Config
 
     tok = build_tokenizer(out)
-    cls = {"mistral": MistralConfig, "qwen2": Qwen2Config, "olmo2": Olmo2Config}[family]
+    from transformers import LlamaConfig
+
+    cls = {"mistral": MistralConfig, "qwen2": Qwen2Config, "olmo2": Olmo2Config,
+           "llama-tied": LlamaConfig}[family]
     extra = {"sliding_window": None} if family == "mistral" else {}
     config = cls(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
                  num_key_value_heads=1, vocab_size=len(tok), max_position_embeddings=512,
-                 tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                 tie_word_embeddings=family.endswith("-tied"), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                  pad_token_id=tok.pad_token_id, **extra)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config).to(torch.float32)
     with torch.no_grad():
-        model.lm_head.weight.mul_(8.0)  # clear greedy winners: outputs don't hinge on rounding
+        if config.tie_word_embeddings:  # the head is the embeddings: scaling it would scale
+            # them too, and greedy output then repeats the last token; large projections and a
+            # large final norm give varied, clear-cut outputs instead
+            for name, p in model.named_parameters():
+                if "proj" in name:
+                    p.normal_(0, 0.2)
+            model.model.norm.weight.mul_(30.0)
+        else:
+            model.lm_head.weight.mul_(8.0)  # clear greedy winners: outputs don't hinge on rounding
         for name, p in model.named_parameters():
             if name.endswith(".bias"):  # Qwen2's q/k/v biases start at zero: make them matter
                 p.normal_(0, 0.5)
@@ -43,11 +55,12 @@ def build_tiny(family: str, out: Path) -> Path:
     return out
 
 
-def _warm(general: str, inputs: list[str], recipes: list[str], prompts, sampling) -> list:
+def _warm(general: str, inputs: list[str], recipes: list[str], prompts, sampling,
+          direct: bool = True) -> list:
     from ptm_core.engine.vllm_engine import VLLMEngine
     from ptm_core.merge.recipe import Recipe
 
-    with VLLMEngine(general, inputs, dtype="float32", max_model_len=256) as engine:
+    with VLLMEngine(general, inputs, dtype="float32", max_model_len=256, direct_swap=direct) as engine:
         outs = []
         for text in recipes:
             engine.apply(Recipe.from_yaml(text))
@@ -70,3 +83,22 @@ def test_swap_equals_fresh_engine_and_transformers(family, tmp_path):
     assert warm[-1] == HFEngine(str(exported)).generate(PROMPTS, GREEDY)
     assert warm[1] == HFEngine(m["general"]).generate(PROMPTS, GREEDY)  # ω=0 is θ_G
     assert warm[0] != warm[1]  # the skill vector changes what the model says
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "reload"])
+def test_swap_of_a_tied_head_equals_fresh_engine(direct, tmp_path):
+    """A head tied to the embeddings (SmolLM2's layout): after swaps that change the embeddings,
+    both swap paths serve what a fresh engine on the export serves. vLLM's reload skips the
+    tied head and left its CPU kernel handle on the old weights until the worker rebuilt it."""
+    pre = build_tiny("llama-tied", tmp_path / "pre")
+    general = perturbed_copy(pre, tmp_path / "general", seed=1, scale=0.3)
+    skill = perturbed_copy(pre, tmp_path / "skill", seed=2, scale=0.3)
+    m = {k: str(v) for k, v in (("pre", pre), ("general", general), ("skill", skill))}
+    recipes = [task_arithmetic(m["pre"], m["general"], {"s": m["skill"]}, {"s": w}) for w in (1.0, 0.5)]
+    warm = run_in_fresh_process(_warm, m["general"], list(m.values()), [r.to_yaml() for r in recipes],
+                                PROMPTS, GREEDY, direct)
+    exported = export(recipes[-1], tmp_path / "merged")
+    assert json.loads((Path(exported) / "config.json").read_text())["tie_word_embeddings"] is True
+    fresh = generate_in_fresh_engine(exported, PROMPTS, GREEDY, dtype="float32", max_model_len=256)
+    assert warm[-1] == fresh
+    assert warm[0] != warm[-1]

@@ -3,6 +3,8 @@ checkpoint, and vLLM's greedy outputs equal those of plain transformers (float32
 
 One engine serves the whole module: starting vLLM costs seconds even for a tiny model."""
 
+from pathlib import Path
+
 import pytest
 
 vllm = pytest.importorskip("vllm")
@@ -109,7 +111,7 @@ def test_a_failed_direct_load_falls_back_to_the_full_reload(engine, hf, models, 
     engine.apply(ptm(models, 0.0))
     before = engine.generate(PROMPTS, GREEDY)
 
-    def broken(self):
+    def broken(self, loaded):
         raise RuntimeError("repack failed")
 
     monkeypatch.setattr(DirectLoader, "_repack", broken)
@@ -208,3 +210,31 @@ def test_gpu_swap_equals_fresh_engine_on_the_export(models, tmp_path):
                                      dtype="float32", max_model_len=512,
                                      gpu_memory_utilization=0.3)
     assert fresh == swapped
+
+
+def test_tensors_every_input_shares_are_loaded_once_and_outputs_stay_fresh(engine, hf, models, tmp_path):
+    """θ_G and the skill sharing θ_pre's embeddings and norms bit for bit (as LoRA finetunes
+    do): the direct swap skips reloading and repacking them after the first swap, and what it
+    serves still equals transformers and a fresh engine on the export; a recipe that changes
+    them loads them again."""
+    from test_swap_merge import share
+
+    shared = {"pre": models["pre"],
+              "general": str(share(Path(models["general"]), Path(models["pre"]), tmp_path / "g",
+                                   names=("model.embed_tokens.weight", "model.norm.weight"))),
+              "skill": str(share(Path(models["skill"]), Path(models["pre"]), tmp_path / "s",
+                                 names=("model.embed_tokens.weight", "model.norm.weight")))}
+    first, second = ptm(shared, 0.5), ptm(shared, 1.0)
+    engine.apply(first)
+    engine.apply(second)
+    assert engine.last_swap["path"] == "direct" and engine.last_swap["skipped_tensors"] == 2
+    out = engine.generate(PROMPTS, GREEDY)
+    hf.apply(second)
+    assert out == hf.generate(PROMPTS, GREEDY)
+    fresh = generate_in_fresh_engine(export(second, tmp_path / "merged"), PROMPTS, GREEDY,
+                                     dtype="float32", max_model_len=512)
+    assert out == fresh
+    engine.apply(ptm(models, 0.5))  # other embeddings: loaded and repacked again
+    assert engine.last_swap["skipped_tensors"] == 0
+    hf.apply(ptm(models, 0.5))
+    assert engine.generate(PROMPTS, GREEDY) == hf.generate(PROMPTS, GREEDY)

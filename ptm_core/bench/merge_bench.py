@@ -2,8 +2,9 @@
 
 Builds synthetic Llama-shaped checkpoints (bf16, sharded; θ_pre, θ_G and two skills), merges
 them with PTM task arithmetic, and measures in one run, each as a separate process: this
-project's merge, `mergekit-yaml` on the same recipe (when installed), and the floor (reading
-every input once and copying one model). Wall time and peak RSS are per process (wait4), with
+project's merge, `mergekit-yaml` on the same recipe (when installed), the floor (reading
+every input once and copying one model) and the startup every torch process pays (Python and
+`import torch`). `--scale large` is four ~1.5 GB inputs. Wall time and peak RSS are per process (wait4), with
 the inputs already in the page cache for all of them. The last line is a JSON object.
 """
 
@@ -26,6 +27,11 @@ from ptm_core.merge.ptm import task_arithmetic
 from ptm_core.merge.safetensors_io import OutTensor, write_safetensors
 
 MODELS = ("pre", "general", "skill_a", "skill_b")
+# Llama-shaped presets: small ~318 MB per model in bf16 (1.27 GB in); large ~1.5 GB (6 GB in)
+SCALES = {
+    "small": dict(layers=8, hidden=1024, intermediate=2752, vocab=32000, shard_size_mb=100),
+    "large": dict(layers=12, hidden=2048, intermediate=5632, vocab=32000, shard_size_mb=500),
+}
 
 
 def llama_tensors(layers: int, hidden: int, inter: int, vocab: int) -> list[tuple[str, tuple[int, ...]]]:
@@ -117,18 +123,27 @@ for d in src:
 shutil.copytree(src[1], dst)
 """
 
+# Starting Python and importing torch, which every merge process pays before its first tensor
+# (ptm_core's figure includes it; the copy floor, which needs no torch, does not).
+STARTUP = "import torch"
+
 
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ptm_core bench merge", description=__doc__.splitlines()[0])
     p.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "ptm-bench-merge")
-    p.add_argument("--layers", type=int, default=8)
-    p.add_argument("--hidden", type=int, default=1024)
-    p.add_argument("--intermediate", type=int, default=2752)
-    p.add_argument("--vocab", type=int, default=32000)
-    p.add_argument("--shard-size-mb", type=int, default=100)
+    p.add_argument("--scale", choices=sorted(SCALES), default="small",
+                   help="model shape: small (~318 MB per model in bf16), large (~1.5 GB)")
+    p.add_argument("--layers", type=int)
+    p.add_argument("--hidden", type=int)
+    p.add_argument("--intermediate", type=int)
+    p.add_argument("--vocab", type=int)
+    p.add_argument("--shard-size-mb", type=int)
     p.add_argument("--repeat", type=int, default=3, help="runs per contender; medians are reported")
     p.add_argument("--no-mergekit", action="store_true")
     a = p.parse_args(argv)
+    for key, value in SCALES[a.scale].items():  # the preset fills what was not given
+        if getattr(a, key) is None:
+            setattr(a, key, value)
 
     root = a.workdir.resolve()
     print(f"building synthetic checkpoints in {root} ...", file=sys.stderr)
@@ -146,6 +161,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     mergekit = Path(sys.executable).with_name("mergekit-yaml")
     contenders = {
         "floor": lambda out: [sys.executable, "-c", FLOOR, *map(str, paths.values()), str(out)],
+        "startup": lambda out: [sys.executable, "-c", STARTUP],
         "ptm_core": lambda out: [sys.executable, "-m", "ptm_core", "merge", str(cfg), str(out), "--quiet"],
     }
     if mergekit.exists() and not a.no_mergekit:
@@ -170,7 +186,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                "ptm_core_peak_rss_mb": round(results["ptm_core"]["peak_rss_mb"], 1),
                "ptm_core_rss_pct_inputs": round(results["ptm_core"]["rss_pct_inputs"], 1),
                "floor_s": round(results["floor"]["s"], 3),
-               "floor_peak_rss_mb": round(results["floor"]["peak_rss_mb"], 1)}
+               "floor_peak_rss_mb": round(results["floor"]["peak_rss_mb"], 1),
+               "startup_s": round(results["startup"]["s"], 3),
+               "vs_floor": round(results["ptm_core"]["s"] / results["floor"]["s"], 2),
+               "vs_floor_after_startup": round((results["ptm_core"]["s"] - results["startup"]["s"])
+                                               / results["floor"]["s"], 2),
+               "scale": a.scale, "load_after": [round(x, 2) for x in os.getloadavg()]}
     if "mergekit" in results:
         summary.update({"mergekit_s": round(results["mergekit"]["s"], 3),
                         "mergekit_peak_rss_mb": round(results["mergekit"]["peak_rss_mb"], 1),

@@ -17,7 +17,7 @@ vLLM's full reload, as it does when a load through the fast path fails.
 from __future__ import annotations
 
 import time
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -61,6 +61,10 @@ class DirectLoader:
                 raise Unsupported(f"{type(layer).__name__} has a {layer.weight.ndim}-d weight")
         self._dropped: dict[torch.nn.Module, torch.nn.Parameter] = {}  # layer -> vLLM's empty weight
         self.expected = {n for n, _ in model.named_parameters()}
+        # checkpoint name -> the resident (never written) tensor whose values it was last loaded
+        # from: loading that same tensor again would change nothing, so it is skipped
+        self._served: dict[str, torch.Tensor] = {}
+        self._loaded: set[str] = set()  # parameters loaded since the model was last whole
 
     def _restore_checkpoint_weights(self) -> None:
         """Give layers whose weight vLLM dropped after packing a checkpoint-shaped one again."""
@@ -83,26 +87,48 @@ class DirectLoader:
             self._dropped[layer] = layer.weight
             layer.register_parameter("weight", weight)
 
-    def load(self, weights: Iterable[tuple[str, torch.Tensor]]) -> dict[str, float]:
-        """Load `weights` and repack; returns the seconds of each stage. On an exception the
-        model is half-written: call `undo` and reload it in full."""
+    def load(self, weights: Iterable[tuple[str, torch.Tensor]],
+             immutable: Callable[[torch.Tensor], bool] = lambda t: False) -> dict[str, float]:
+        """Load `weights` and repack the layers whose weights were loaded; returns the seconds
+        of each stage and how many tensors were skipped. `immutable(t)`: whether `t` is a
+        tensor nobody writes to (a resident input's own): one loaded under the same name last
+        time is skipped. On an exception the model is half-written: call `undo` and reload it
+        in full."""
         start = time.perf_counter()
         self._restore_checkpoint_weights()
+        skipped: list[str] = []
+
+        def changed():
+            for name, tensor in weights:
+                if self._served.get(name) is tensor:
+                    skipped.append(name)
+                    continue
+                self._served.pop(name, None)  # being overwritten; recorded again once loaded
+                yield name, tensor
+                if immutable(tensor):
+                    self._served[name] = tensor
+
         with torch.no_grad():
-            loaded = set(self.model.load_weights(weights))
-        missing = self.expected - loaded
+            loaded = set(self.model.load_weights(changed()))
+        self._loaded |= loaded
+        missing = self.expected - self._loaded
         if missing:
             raise Unsupported(f"{len(missing)} parameters not in the merge, e.g. {sorted(missing)[:3]}")
         loaded_s = time.perf_counter() - start
-        self._repack()
-        return {"load_s": loaded_s, "repack_s": time.perf_counter() - start - loaded_s}
+        params = dict(self.model.named_parameters())
+        self._repack({id(params[n]) for n in loaded if n in params})
+        return {"load_s": loaded_s, "repack_s": time.perf_counter() - start - loaded_s,
+                "skipped_tensors": len(skipped)}
 
-    def _repack(self) -> None:
+    def _repack(self, loaded: set[int]) -> None:
         """What vLLM's process_weights_after_loading does for these methods, keeping the
-        checkpoint-layout weight (CPU linear layers would drop it)."""
+        checkpoint-layout weight (CPU linear layers would drop it), for the layers whose weight
+        (by identity: a tied head shares its embedding's) is in `loaded`."""
         from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
 
         for layer in self.layers:
+            if id(layer.weight) not in loaded:
+                continue
             weight = layer.weight
             if self.cpu and type(layer.quant_method).__name__ == _LINEAR:
                 dispatch_cpu_unquantized_gemm(layer, remove_weight=False)
@@ -116,3 +142,5 @@ class DirectLoader:
         for layer, empty in self._dropped.items():
             layer.register_parameter("weight", empty)
         self._dropped.clear()
+        self._served.clear()
+        self._loaded.clear()

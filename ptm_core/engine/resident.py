@@ -49,6 +49,11 @@ class ResidentInputs:
     def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
         self.device, self.dtype = device, dtype
         self.sources: dict[str, ResidentSource] = {}
+        # merge outputs reused from swap to swap on the CPU, where fresh memory is paid in page
+        # faults (SmolLM2-135M: ~80k per swap, a third of the merge); CUDA's allocator caches
+        self._outputs: dict[str, torch.Tensor] | None = {} if torch.device(device).type == "cpu" else None
+        self._equal: dict[tuple, bool] = {}  # (refs, names) -> inputs bit-identical and finite
+        self._ids: set[int] = set()  # id() of every resident tensor (holds)
 
     def ensure(self, refs: Iterable[str]) -> list[str]:
         """Load the models not yet resident; return the references that were loaded now."""
@@ -57,18 +62,50 @@ class ResidentInputs:
             if ref not in self.sources:
                 self.sources[ref] = ResidentSource.load(ref, self.device, self.dtype)
                 loaded.append(ref)
+        if loaded:
+            self._reindex()
         return loaded
 
     def drop(self, refs: Iterable[str]) -> None:
+        refs = set(refs)
         for ref in refs:
             self.sources.pop(ref, None)
+        self._equal = {k: v for k, v in self._equal.items() if not set(k[0]) & refs}
+        self._reindex()
 
-    def merged(self, recipe, num_layers: int | None, seed: int = 0
+    def inputs_equal(self, group) -> bool:
+        """Whether every input tensor of a merge group is bit for bit its base's, and finite
+        (computed once per group: resident inputs never change). Finetunes that leave tensors
+        untouched (LoRA: the embeddings and norms) make those tensors the same in every input."""
+        from ptm_core.merge.plan import all_finite
+
+        key = (group.refs, group.names)
+        if key not in self._equal:
+            base, *rest = (self.sources[r]._tensors[n] for r, n in zip(group.refs, group.names))
+            self._equal[key] = (all(x is base or torch.equal(x, base) for x in rest)
+                                and all_finite(base))
+        return self._equal[key]
+
+    def holds(self, tensor: torch.Tensor) -> bool:
+        """Whether `tensor` is one of the resident tensors themselves (never written to; a
+        live object's id is unique, and resident tensors live while they are resident)."""
+        return id(tensor) in self._ids
+
+    def _reindex(self) -> None:
+        self._ids = {id(t) for src in self.sources.values() for t in src._tensors.values()}
+
+    def merged(self, recipe, num_layers: int | None, seed: int = 0, workers: int = 1
                ) -> Iterator[tuple[str, torch.Tensor]]:
         """The recipe's merged tensors, one at a time (HF checkpoint names, float32); merged in
-        cache-sized chunks, as the exporter does (2x faster than whole tensors at 135M)."""
+        cache-sized chunks, as the exporter does (2x faster than whole tensors at 135M). On
+        the CPU a chunked tensor lives in a buffer the next merge overwrites: consume (copy)
+        each before merging again. `workers` > 1: tensors are merged on that many threads of
+        one intra-op thread each, ahead of the consumer (which then overlaps with the merge),
+        and torch's thread count is put back afterwards: no OpenMP barrier per chunk, which
+        costs most when threads sleep soon (GOMP_SPINCOUNT) or cores are busy."""
         from ptm_core.errors import MergeError
-        from ptm_core.merge.plan import CHUNK_ELEMENTS, merge_state
+        from ptm_core.merge.parallel import ordered_parallel
+        from ptm_core.merge.plan import CHUNK_ELEMENTS, merge_group, plan_groups
 
         out_layers = recipe.out_layers()
         if out_layers is not None and num_layers is not None and out_layers != num_layers:
@@ -77,9 +114,29 @@ class ResidentInputs:
         self.ensure(recipe.model_refs())
         sources = {ref: self.sources[ref] for ref in recipe.model_refs()}
         _check_tokenizer_options(recipe, sources)
-        with torch.no_grad():
-            yield from merge_state(recipe, sources, num_layers=num_layers, seed=seed,
-                                  chunk_elements=CHUNK_ELEMENTS)
+        groups = plan_groups(recipe, sources, num_layers)
+
+        def merge(g):
+            with torch.no_grad():
+                return merge_group(recipe, sources, g, seed=seed, chunk_elements=CHUNK_ELEMENTS,
+                                   outputs=self._outputs, inputs_equal=self.inputs_equal)
+
+        threads = torch.get_num_threads()
+        if workers > 1:  # the consumer too: its copies run beside the merge threads
+            _set_torch_threads(1)
+        try:
+            merged = ordered_parallel(merge, groups, workers, window=2 * workers,
+                                      initializer=lambda: _set_torch_threads(1))
+            for g, tensor in zip(groups, merged):
+                yield g.name, tensor
+        finally:
+            _set_torch_threads(threads)  # a thread's setting is also torch's global one
+
+
+def _set_torch_threads(n: int) -> None:
+    """torch.set_num_threads, also where vLLM's CPU worker has replaced it with a no-op (it
+    binds its own threads when it runs in its own process; in-process it does not)."""
+    torch._C.set_num_threads(n)
 
 
 def _check_tokenizer_options(recipe, sources) -> None:

@@ -66,10 +66,11 @@ class WeightSwapExtension:
         self._ptm_check_fits(resident.sources[recipe.template_model()])
         stages = {"prepare_s": time.perf_counter() - start}
         loader = self._ptm_direct_loader()
-        weights = TimedIterator(resident.merged(recipe, num_layers, seed))
+        weights = TimedIterator(resident.merged(recipe, num_layers, seed, workers=self._ptm_merge_workers()))
         if not isinstance(loader, str):
             try:
-                stages.update(loader.load(weights), path="direct", merge_s=weights.seconds)
+                stages.update(loader.load(weights, immutable=resident.holds), path="direct",
+                              merge_s=weights.seconds)
                 stages["load_s"] -= weights.seconds
                 for reset in ("reset_lora_state", "reset_encoder_cache", "reset_mm_cache"):
                     getattr(self.model_runner, reset, lambda: None)()  # as reload_weights does
@@ -88,6 +89,17 @@ class WeightSwapExtension:
                       load_and_process_s=time.perf_counter() - t - weights.seconds,
                       total_s=time.perf_counter() - start)
         return stages
+
+    def _ptm_merge_workers(self) -> int:
+        """Merge threads: one per core (at most 4) for inputs in CPU memory (the merge is then
+        host arithmetic beside the loader), one where they live on the GPU (its own kernels).
+        PTM_SWAP_MERGE_THREADS overrides it (1: merge in the loader's thread, torch's threads)."""
+        import os
+
+        if os.environ.get("PTM_SWAP_MERGE_THREADS", "").strip():
+            return max(1, int(os.environ["PTM_SWAP_MERGE_THREADS"]))
+        on_cpu = torch.device(self._ptm_resident().device).type == "cpu"
+        return max(1, min(4, len(os.sched_getaffinity(0)))) if on_cpu else 1
 
     def _ptm_repack_embeddings(self) -> None:
         """vLLM's reload skips a head tied to the embeddings ("ParallelLMHead: Failed to load

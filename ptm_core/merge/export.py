@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Optional, TypeVar
+from typing import Iterator, Mapping, Optional
 
 import torch
 from tqdm import tqdm
@@ -26,6 +24,7 @@ from ptm_core.errors import PTMError
 from ptm_core.merge.card import model_card
 from ptm_core.merge.checkpoint import (INDEX_NAME, Checkpoint, is_within, model_fingerprint,
                                       resolve_model_dir)
+from ptm_core.merge.parallel import ordered_parallel
 from ptm_core.merge.plan import chunk_rows, merge_rows, plan_groups
 from ptm_core.merge.recipe import Recipe
 from ptm_core.merge.safetensors_io import OutTensor, write_safetensors
@@ -33,7 +32,6 @@ from ptm_core.merge.vocab import (TOKENIZER_FILES, VocabularySources, build_voca
                                   save_tokenizer, writes_tokenizer)
 
 DEFAULT_SHARD_BYTES = 2 * 1024**3
-T = TypeVar("T")
 RECIPE_NAME = "mergekit_config.yml"  # the name mergekit-yaml gives the recipe it writes
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
                  "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -88,7 +86,7 @@ def export(recipe: Recipe, out_dir: str | Path, *, force: bool = False, seed: in
                        unit_scale=True, disable=not progress, file=sys.stderr)
 
             tasks = [(g, rows) for g, e in zip(groups, entries) for rows in chunk_rows(recipe, e.shape)]
-            merged = _ordered_parallel(
+            merged = ordered_parallel(
                 lambda task: merge_rows(recipe, sources, task[0], seed, task[1]), tasks, workers)
 
             def produce(entry: OutTensor):
@@ -131,29 +129,6 @@ def output_path(out_dir: str | Path) -> Path:
     if p.name in ("", ".", ".."):
         return p.resolve()
     return p.parent.resolve() / p.name
-
-
-def _ordered_parallel(fn: Callable[[T], torch.Tensor], tasks: list[T], workers: int,
-                      window: int = 8) -> Iterator[torch.Tensor]:
-    """fn over tasks on `workers` threads, results in order, at most `window` in flight (bounded
-    memory). Torch releases the GIL in its kernels, so threads give real parallelism; one
-    intra-op thread each avoids OpenMP spin-waiting when cores are oversubscribed."""
-    if workers <= 1:
-        yield from map(fn, tasks)
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        pending: deque[Future] = deque()
-        it = iter(tasks)
-        try:
-            for task in it:
-                pending.append(pool.submit(fn, task))
-                if len(pending) >= window:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for f in pending:
-                f.cancel()
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Optional, Protocol
+from typing import Callable, Iterator, Mapping, Optional, Protocol
 
 import torch
 
@@ -159,25 +159,49 @@ def _slice_groups(recipe: Recipe, sources: Mapping[str, TensorSource],
 
 def merge_state(recipe: Recipe, sources: Mapping[str, TensorSource], *,
                 num_layers: Optional[int] = None, seed: int = 0,
-                groups: Optional[list[Group]] = None, chunk_elements: Optional[int] = None
+                groups: Optional[list[Group]] = None, chunk_elements: Optional[int] = None,
+                outputs: Optional[dict[str, torch.Tensor]] = None,
+                inputs_equal: Optional[Callable[[Group], bool]] = None
                 ) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield (name, merged float32 tensor) for every tensor of the output model. With
     `chunk_elements`, each tensor is merged chunk by chunk (chunk_rows) into its output, as
-    the exporter does: the same values, but the method's passes over a chunk stay in cache."""
+    the exporter does: the same values, but the method's passes over a chunk stay in cache.
+    `outputs`: chunked tensors are written into the buffer of their name there (made on first
+    use and kept), so repeated merges reuse memory instead of faulting in fresh pages; a
+    yielded tensor is then only valid until the next merge with the same `outputs`.
+    `inputs_equal(g)`: whether every input tensor of group `g` is bit for bit the base's (and
+    finite); for methods whose output is then the base, the base's own tensor is yielded
+    without arithmetic (the values merge_rows computes too)."""
     if groups is None:
         groups = plan_groups(recipe, sources, num_layers)
     for g in groups:
-        chunks = ([None] if chunk_elements is None
-                  else chunk_rows(recipe, _shape(sources, g), chunk_elements))
-        if len(chunks) == 1:
-            yield g.name, merge_rows(recipe, sources, g, seed, None)
-            continue
-        first = merge_rows(recipe, sources, g, seed, chunks[0])
-        out = first.new_empty((chunks[-1][1], *first.shape[1:]))
-        out[:len(first)] = first
-        for rows in chunks[1:]:
-            out[rows[0]:rows[1]] = merge_rows(recipe, sources, g, seed, rows)
-        yield g.name, out
+        yield g.name, merge_group(recipe, sources, g, seed=seed, chunk_elements=chunk_elements,
+                                  outputs=outputs, inputs_equal=inputs_equal)
+
+
+def merge_group(recipe: Recipe, sources: Mapping[str, TensorSource], g: Group, *, seed: int = 0,
+                chunk_elements: Optional[int] = None,
+                outputs: Optional[dict[str, torch.Tensor]] = None,
+                inputs_equal: Optional[Callable[[Group], bool]] = None) -> torch.Tensor:
+    """One output tensor of merge_state (which says what the options do)."""
+    if (inputs_equal is not None and recipe.spec.base_when_inputs_equal and g.has_base
+            and getattr(sources, "for_refs", None) is None and inputs_equal(g)):
+        return sources[g.refs[0]].get(g.names[0])
+    chunks = ([None] if chunk_elements is None
+              else chunk_rows(recipe, _shape(sources, g), chunk_elements))
+    if len(chunks) == 1:
+        return merge_rows(recipe, sources, g, seed, None)
+    first = merge_rows(recipe, sources, g, seed, chunks[0])
+    shape = (chunks[-1][1], *first.shape[1:])
+    out = None if outputs is None else outputs.get(g.name)
+    if out is None or out.shape != shape or out.dtype != first.dtype or out.device != first.device:
+        out = first.new_empty(shape)
+        if outputs is not None:
+            outputs[g.name] = out
+    out[:len(first)] = first
+    for rows in chunks[1:]:
+        out[rows[0]:rows[1]] = merge_rows(recipe, sources, g, seed, rows)
+    return out
 
 
 def _shape(sources: Mapping[str, TensorSource], g: Group) -> tuple[int, ...]:
