@@ -1,6 +1,6 @@
 """The in-place swap on other model families: Mistral, Qwen2 (attention biases) and OLMo-2
-(q/k norms). After swaps, greedy outputs equal a fresh vLLM engine on the exported checkpoint
-and plain transformers on it. vLLM allows one engine per process, so each runs in a child."""
+(q/k norms), with tensors every input shares passed through. After swaps, greedy outputs equal
+a fresh vLLM engine on the exported checkpoint and plain transformers on it. vLLM allows one engine per process, so each runs in a child."""
 
 from __future__ import annotations
 
@@ -61,22 +61,29 @@ def _warm(general: str, inputs: list[str], recipes: list[str], prompts, sampling
     from ptm_core.merge.recipe import Recipe
 
     with VLLMEngine(general, inputs, dtype="float32", max_model_len=256, direct_swap=direct) as engine:
-        outs = []
+        outs, skipped = [], []
         for text in recipes:
             engine.apply(Recipe.from_yaml(text))
             outs.append(engine.generate(prompts, sampling))
-        return outs
+            skipped.append(engine.last_swap.get("skipped_tensors"))
+        return outs, skipped
 
 
 @pytest.mark.parametrize("family", ["mistral", "qwen2", "olmo2"])
 def test_swap_equals_fresh_engine_and_transformers(family, tmp_path):
+    from test_swap_merge import share
+
     pre = build_tiny(family, tmp_path / "pre")
-    general = perturbed_copy(pre, tmp_path / "general", seed=1, scale=0.3)
-    skill = perturbed_copy(pre, tmp_path / "skill", seed=2, scale=0.3)
+    # the embeddings and final norm shared by every input, as LoRA finetunes leave them: the
+    # swap passes them through and loads them once, with each family's own weight loaders
+    shared = ("model.embed_tokens.weight", "model.norm.weight")
+    general = share(perturbed_copy(pre, tmp_path / "g", seed=1, scale=0.3), pre, tmp_path / "general", shared)
+    skill = share(perturbed_copy(pre, tmp_path / "s", seed=2, scale=0.3), pre, tmp_path / "skill", shared)
     m = {k: str(v) for k, v in (("pre", pre), ("general", general), ("skill", skill))}
     recipes = [task_arithmetic(m["pre"], m["general"], {"s": m["skill"]}, {"s": w}) for w in (1.0, 0.0, 0.5)]
-    warm = run_in_fresh_process(_warm, m["general"], list(m.values()), [r.to_yaml() for r in recipes],
-                                PROMPTS, GREEDY)
+    warm, skipped = run_in_fresh_process(_warm, m["general"], list(m.values()),
+                                         [r.to_yaml() for r in recipes], PROMPTS, GREEDY)
+    assert skipped == [0, len(shared), len(shared)]  # loaded by the first swap only
     exported = export(recipes[-1], tmp_path / "merged")
     fresh = generate_in_fresh_engine(exported, PROMPTS, GREEDY, dtype="float32", max_model_len=256)
     assert warm[-1] == fresh
@@ -95,8 +102,8 @@ def test_swap_of_a_tied_head_equals_fresh_engine(direct, tmp_path):
     skill = perturbed_copy(pre, tmp_path / "skill", seed=2, scale=0.3)
     m = {k: str(v) for k, v in (("pre", pre), ("general", general), ("skill", skill))}
     recipes = [task_arithmetic(m["pre"], m["general"], {"s": m["skill"]}, {"s": w}) for w in (1.0, 0.5)]
-    warm = run_in_fresh_process(_warm, m["general"], list(m.values()), [r.to_yaml() for r in recipes],
-                                PROMPTS, GREEDY, direct)
+    warm, _ = run_in_fresh_process(_warm, m["general"], list(m.values()),
+                                   [r.to_yaml() for r in recipes], PROMPTS, GREEDY, direct)
     exported = export(recipes[-1], tmp_path / "merged")
     assert json.loads((Path(exported) / "config.json").read_text())["tie_word_embeddings"] is True
     fresh = generate_in_fresh_engine(exported, PROMPTS, GREEDY, dtype="float32", max_model_len=256)
