@@ -121,33 +121,29 @@ _GPU_LOAD_LOG = re.compile(r"Model loading took .*? and ([0-9.]+) seconds")
 @contextmanager
 def _timed_get_model(loads: list[float]):
     """Record the seconds of each `get_model` call of vLLM's CPU model runner, which runs in
-    this process (vLLM logs only the weight reading on the CPU, not the processing after it)."""
-    import importlib
+    this process (vLLM logs only the weight reading on the CPU, not the processing after it).
+    Elsewhere (the GPU runner, in vLLM's engine process) nothing is recorded."""
+    try:
+        from vllm.v1.worker import cpu_model_runner as runner
+    except Exception:  # no CPU runner in this vLLM build
+        runner = None
+    original = getattr(runner, "get_model", None)
+    if original is None:
+        yield
+        return
 
-    patched = []
-    for name in ("vllm.v1.worker.cpu_model_runner",):
+    def timed(*args, **kwargs):
+        t = time.perf_counter()
         try:
-            module = importlib.import_module(name)
-        except Exception:  # a platform's runner that cannot be imported here
-            continue
-        original = getattr(module, "get_model", None)
-        if original is None:
-            continue
+            return original(*args, **kwargs)
+        finally:
+            loads.append(time.perf_counter() - t)
 
-        def timed(*args, _original=original, **kwargs):
-            t = time.perf_counter()
-            try:
-                return _original(*args, **kwargs)
-            finally:
-                loads.append(time.perf_counter() - t)
-
-        module.get_model = timed
-        patched.append((module, original))
+    runner.get_model = timed
     try:
         yield
     finally:
-        for module, original in patched:
-            module.get_model = original
+        runner.get_model = original
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Iterable, Iterator, Mapping
 
 import torch
@@ -38,6 +39,10 @@ class ResidentSource:
         `TensorSource` protocol)."""
         t = self._tensors[name]
         return (t if rows is None else t[rows[0]:rows[1]]).to(torch.float32)
+
+    def stored(self, name: str) -> torch.Tensor:
+        """The tensor as held (the resident dtype, not a copy): never to be written to."""
+        return self._tensors[name]
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self._tensors.values())
@@ -77,13 +82,13 @@ class ResidentInputs:
         """Whether every input tensor of a merge group is bit for bit its base's, and finite
         (computed once per group: resident inputs never change). Finetunes that leave tensors
         untouched (LoRA: the embeddings and norms) make those tensors the same in every input."""
+        from ptm_core.merge.methods import all_equal_to
         from ptm_core.merge.plan import all_finite
 
         key = (group.refs, group.names)
         if key not in self._equal:
-            base, *rest = (self.sources[r]._tensors[n] for r, n in zip(group.refs, group.names))
-            self._equal[key] = (all(x is base or torch.equal(x, base) for x in rest)
-                                and all_finite(base))
+            base, *rest = (self.sources[r].stored(n) for r, n in zip(group.refs, group.names))
+            self._equal[key] = all_equal_to(base, rest) and all_finite(base)
         return self._equal[key]
 
     def holds(self, tensor: torch.Tensor) -> bool:
@@ -92,7 +97,7 @@ class ResidentInputs:
         return id(tensor) in self._ids
 
     def _reindex(self) -> None:
-        self._ids = {id(t) for src in self.sources.values() for t in src._tensors.values()}
+        self._ids = {id(src.stored(n)) for src in self.sources.values() for n in src.tensor_names()}
 
     def merged(self, recipe, num_layers: int | None, seed: int = 0, workers: int = 1
                ) -> Iterator[tuple[str, torch.Tensor]]:
@@ -104,7 +109,7 @@ class ResidentInputs:
         and torch's thread count is put back afterwards: no OpenMP barrier per chunk, which
         costs most when threads sleep soon (GOMP_SPINCOUNT) or cores are busy."""
         from ptm_core.errors import MergeError
-        from ptm_core.merge.parallel import ordered_parallel
+        from ptm_core.merge.parallel import ordered_parallel, set_torch_threads, torch_threads
         from ptm_core.merge.plan import CHUNK_ELEMENTS, merge_group, plan_groups
 
         out_layers = recipe.out_layers()
@@ -121,22 +126,12 @@ class ResidentInputs:
                 return merge_group(recipe, sources, g, seed=seed, chunk_elements=CHUNK_ELEMENTS,
                                    outputs=self._outputs, inputs_equal=self.inputs_equal)
 
-        threads = torch.get_num_threads()
-        if workers > 1:  # the consumer too: its copies run beside the merge threads
-            _set_torch_threads(1)
-        try:
+        # with merge threads, the consumer too runs one thread: its copies go beside them
+        with torch_threads(1) if workers > 1 else nullcontext():
             merged = ordered_parallel(merge, groups, workers, window=2 * workers,
-                                      initializer=lambda: _set_torch_threads(1))
+                                      initializer=lambda: set_torch_threads(1))
             for g, tensor in zip(groups, merged):
                 yield g.name, tensor
-        finally:
-            _set_torch_threads(threads)  # a thread's setting is also torch's global one
-
-
-def _set_torch_threads(n: int) -> None:
-    """torch.set_num_threads, also where vLLM's CPU worker has replaced it with a no-op (it
-    binds its own threads when it runs in its own process; in-process it does not)."""
-    torch._C.set_num_threads(n)
 
 
 def _check_tokenizer_options(recipe, sources) -> None:

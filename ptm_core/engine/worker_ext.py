@@ -96,8 +96,11 @@ class WeightSwapExtension:
         PTM_SWAP_MERGE_THREADS overrides it (1: merge in the loader's thread, torch's threads)."""
         import os
 
-        if os.environ.get("PTM_SWAP_MERGE_THREADS", "").strip():
-            return max(1, int(os.environ["PTM_SWAP_MERGE_THREADS"]))
+        given = os.environ.get("PTM_SWAP_MERGE_THREADS", "").strip()
+        if given:
+            if not given.isdigit() or int(given) < 1:
+                raise ValueError(f"PTM_SWAP_MERGE_THREADS={given!r}: a whole number, 1 or more")
+            return int(given)
         on_cpu = torch.device(self._ptm_resident().device).type == "cpu"
         return max(1, min(4, len(os.sched_getaffinity(0)))) if on_cpu else 1
 

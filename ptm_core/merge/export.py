@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterator, Mapping, Optional
+from typing import Mapping, Optional
 
 import torch
 from tqdm import tqdm
@@ -24,7 +24,7 @@ from ptm_core.errors import PTMError
 from ptm_core.merge.card import model_card
 from ptm_core.merge.checkpoint import (INDEX_NAME, Checkpoint, is_within, model_fingerprint,
                                       resolve_model_dir)
-from ptm_core.merge.parallel import ordered_parallel
+from ptm_core.merge.parallel import ordered_parallel, torch_threads
 from ptm_core.merge.plan import chunk_rows, merge_rows, plan_groups
 from ptm_core.merge.recipe import Recipe
 from ptm_core.merge.safetensors_io import OutTensor, write_safetensors
@@ -95,7 +95,7 @@ def export(recipe: Recipe, out_dir: str | Path, *, force: bool = False, seed: in
                 bar.update(entry.nbytes)
 
             files = _shard_files(len(shards))
-            with _torch_threads(1):
+            with torch_threads(1):
                 for fname, shard in zip(files, shards):
                     write_safetensors(tmp / fname, shard, produce)
             bar.close()
@@ -129,16 +129,6 @@ def output_path(out_dir: str | Path) -> Path:
     if p.name in ("", ".", ".."):
         return p.resolve()
     return p.parent.resolve() / p.name
-
-
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _shard_files(n: int) -> list[str]:

@@ -1,9 +1,10 @@
 """Merge a whole model state tensor by tensor.
 
-`merge_state` is the one loop over tensors. The exporter feeds it checkpoints on disk; the
-engine's worker feeds it models held in memory. Everything that can be checked without the
-tensor data (names, shapes, parameters) is checked before the first tensor is merged, so a
-bad recipe fails before any output exists.
+`merge_rows` merges one tensor (or rows of it) and `merge_group` one whole output tensor; the
+exporter maps `merge_rows` over checkpoints on disk, the engine's worker maps `merge_group`
+over models held in memory, and `merge_state` is that map in order. Everything that can be
+checked without the tensor data (names, shapes, parameters) is checked before the first tensor
+is merged, so a bad recipe fails before any output exists.
 """
 
 from __future__ import annotations

@@ -295,18 +295,17 @@ def main(argv: Optional[Sequence[str]] = None, out=None) -> int:
     if any(not 0.0 <= t <= 1.0 for t in ts):
         raise PTMError(f"--ts {a.ts!r}: t lies in [0, 1]")
     import torch
-    threads = torch.get_num_threads()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    elif _weight_bytes(exp.general.model) < SMALL_MODEL_BYTES:
-        torch.set_num_threads(1)  # a tiny model gains nothing from a second thread, only contention
-    try:
+
+    from ptm_core.merge.parallel import torch_threads
+
+    threads = a.threads or torch.get_num_threads()
+    if not a.threads and _weight_bytes(exp.general.model) < SMALL_MODEL_BYTES:
+        threads = 1  # a tiny model gains nothing from a second thread, only contention
+    with torch_threads(threads):  # put back afterwards, for a caller in the same process
         report = diagnose(exp, omegas=parse_omegas(a.omegas), ts=ts, cap=a.cap or None,
                           skills=skills, references=not a.no_references,
                           with_likelihood=not a.no_likelihood, device=a.device,
                           batch_size=a.batch_size, log=lambda m: print(m, file=sys.stderr))
-    finally:
-        torch.set_num_threads(threads)  # as it was, for a caller in the same process
     text = json.dumps(report, ensure_ascii=False, allow_nan=False)
     if a.out:
         write_text(a.out, json.dumps(report, ensure_ascii=False, indent=1, allow_nan=False) + "\n")
