@@ -94,11 +94,18 @@ def test_swaps_equal_a_fresh_engine_on_the_export(engine, hf, models, tmp_path):
 
 
 def test_swaps_take_the_direct_path_and_report_their_stages(engine, models):
+    """After the first direct load (which learns where each tensor goes), every tensor of
+    these perturbed models is merged straight into the live parameters: none is loaded."""
+    from safetensors import safe_open
+
+    engine.apply(ptm(models, 0.25))
     engine.apply(ptm(models, 0.5))
     split = engine.last_swap
     assert split["path"] == "direct", split
     for key in ("merge_s", "load_s", "repack_s", "reset_prefix_cache_s", "swap_s"):
         assert split[key] >= 0, key
+    with safe_open(str(Path(models["general"]) / "model.safetensors"), "pt") as f:
+        assert split["in_place_tensors"] == len(list(f.keys())) and split["skipped_tensors"] == 0
 
 
 def test_a_failed_direct_load_falls_back_to_the_full_reload(engine, hf, models, monkeypatch):
@@ -237,4 +244,33 @@ def test_tensors_every_input_shares_are_loaded_once_and_outputs_stay_fresh(engin
     engine.apply(ptm(models, 0.5))  # other embeddings: loaded and repacked again
     assert engine.last_swap["skipped_tensors"] == 0
     hf.apply(ptm(models, 0.5))
+    assert engine.generate(PROMPTS, GREEDY) == hf.generate(PROMPTS, GREEDY)
+
+
+def test_a_merge_that_fails_midway_leaves_nothing_stale(engine, hf, models, tmp_path):
+    """A recipe whose merge fails (NaN) after the merge threads wrote some tensors into the
+    live parameters: the engine is marked invalid, and the next swap loads every tensor again
+    rather than skipping those it had served before (they may have been overwritten)."""
+    from safetensors.torch import load_file, save_file
+
+    from test_swap_merge import share
+
+    names = ("model.embed_tokens.weight", "model.norm.weight")
+    shared = {"pre": models["pre"],
+              "general": str(share(Path(models["general"]), Path(models["pre"]), tmp_path / "g", names=names)),
+              "skill": str(share(Path(models["skill"]), Path(models["pre"]), tmp_path / "s", names=names))}
+    poisoned = share(Path(models["skill"]), Path(models["pre"]), tmp_path / "nan", names=())
+    tensors = load_file(poisoned / "model.safetensors")
+    save_file({n: t.fill_(float("nan")) for n, t in tensors.items()}, str(poisoned / "model.safetensors"),
+              metadata={"format": "pt"})
+    good = ptm(shared, 0.5)
+    engine.apply(good)
+    engine.apply(good)
+    assert engine.last_swap["skipped_tensors"] == 2
+    with pytest.raises(Exception, match="NaN"):
+        engine.apply(task_arithmetic(shared["pre"], shared["general"], {"s": str(poisoned)}, {"s": 0.5}))
+    assert engine.recipe_key == "<invalid>"
+    engine.apply(good)
+    assert engine.last_swap["skipped_tensors"] == 0
+    hf.apply(good)
     assert engine.generate(PROMPTS, GREEDY) == hf.generate(PROMPTS, GREEDY)

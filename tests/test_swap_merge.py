@@ -101,3 +101,32 @@ def test_equal_inputs_are_checked_once_and_forgotten_with_their_model(models):
     assert any(resident._equal.values()) and not all(resident._equal.values())
     resident.drop([models["skill"]])
     assert not any(models["skill"] in key[0] for key in resident._equal)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_tensors_with_a_destination_are_merged_into_it(models, tmp_path, workers):
+    """`into` (a live model's parameters, in the engine): a whole tensor and a chunked one are
+    written there, cast to its dtype as a load would, and yielded as that very tensor; a
+    destination of another shape, or for a tensor passed through, is left alone."""
+    import ptm_core.merge.plan as plan
+
+    r = recipe(models, 0.5)
+    exported = load_file(export(r, tmp_path / "out") / "model.safetensors")
+    whole, chunked = "model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.up_proj.weight"
+    into = {whole: torch.zeros(exported[whole].shape),
+            chunked: torch.zeros(exported[chunked].shape, dtype=torch.bfloat16),
+            "model.layers.1.mlp.down_proj.weight": torch.zeros(3, 3),
+            SHARED[0]: torch.zeros(exported[SHARED[0]].shape)}
+    saved = plan.CHUNK_ELEMENTS
+    try:
+        plan.CHUNK_ELEMENTS = 4096  # up_proj (160 x 64) in three chunks, q_proj (64 x 64) whole
+        merged = dict(ResidentInputs().merged(r, num_layers=2, into=into, workers=workers))
+    finally:
+        plan.CHUNK_ELEMENTS = saved
+    assert merged[whole] is into[whole] and torch.equal(into[whole], exported[whole])
+    assert merged[chunked] is into[chunked]
+    assert torch.equal(into[chunked], exported[chunked].to(torch.bfloat16))
+    wrong = "model.layers.1.mlp.down_proj.weight"
+    assert merged[wrong] is not into[wrong] and torch.equal(merged[wrong], exported[wrong])
+    assert not into[wrong].any() and not into[SHARED[0]].any()
+    assert torch.equal(merged[SHARED[0]], exported[SHARED[0]])

@@ -229,8 +229,9 @@ def _stages(swaps: list[dict]) -> dict:
     keys = [k for k in swaps[0] if k.endswith("_s")]
     out = {k: _median([s.get(k) for s in swaps]) for k in keys}
     out["path"] = ",".join(sorted({s["path"] for s in swaps}))
-    if any("skipped_tensors" in s for s in swaps):  # unchanged resident tensors not reloaded
-        out["skipped_tensors"] = _median([s.get("skipped_tensors", 0) for s in swaps])
+    for key in ("skipped_tensors", "in_place_tensors"):  # the direct path's tensors not loaded
+        if any(key in s for s in swaps):
+            out[key] = _median([s.get(key, 0) for s in swaps])
     fallback = next((s["fallback"] for s in swaps if s.get("fallback")), None)
     if fallback:
         out["fallback"] = fallback
@@ -319,10 +320,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             sw = run["swaps"][i]
             split = "  ".join(f"{k[:-2]} {v * 1000:.0f}" for k, v in sw.items()
                               if k.endswith("_s") and k not in ("swap_s", "total_s"))
+            split += " ms"
             if "skipped_tensors" in sw:
-                split += f" ms, {sw['skipped_tensors']} unchanged tensors skipped"
-            else:
-                split += " ms"
+                split += (f", {sw['skipped_tensors']} unchanged tensors skipped, "
+                          f"{sw.get('in_place_tensors', 0)} merged in place")
             print(f"ω={w:<5g} {path:6s} swap {sw['swap_s'] * 1000:7.1f} ms  [{split}]  "
                   f"generate {run['generate'][i]:6.2f} s  same outputs: {matches[path][i]}",
                   file=sys.stderr)

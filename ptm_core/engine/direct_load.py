@@ -6,6 +6,10 @@ the result into the old storage. When the served model's parameters already have
 layout, its own weight loaders (which fuse q/k/v and gate/up) can write into them directly,
 and only the repacking for the kernels has to run again.
 
+After the first load, tensors whose loader only copies them whole into one region of a
+parameter (copy_probe.py: most of a Llama's large ones) are merged straight into that region
+(`destinations`), and their loaders are skipped: the copy is gone from the swap.
+
 On CPU vLLM drops each linear layer's weight after packing it for oneDNN; the fast path gives
 those layers their checkpoint-shaped weight back once (vLLM's recorded metadata says its shape
 and loader) and keeps it, so later swaps load into it and rebuild the packing from it. Cost:
@@ -17,6 +21,7 @@ vLLM's full reload, as it does when a load through the fast path fails.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from typing import Callable, Iterable, Iterator
 
 import torch
@@ -65,6 +70,21 @@ class DirectLoader:
         # from: loading that same tensor again would change nothing, so it is skipped
         self._served: dict[str, torch.Tensor] = {}
         self._loaded: set[str] = set()  # parameters loaded since the model was last whole
+        # checkpoint name -> (region of a live parameter it is merged into, parameter name);
+        # learned on the first load (copy_probe.py)
+        self._destinations: dict[str, tuple[torch.Tensor, str]] = {}
+        self._probed = False
+
+    def destinations(self) -> dict[str, torch.Tensor]:
+        """Checkpoint name -> the view of a live parameter to merge that tensor into before
+        `load` (which then skips it): those whose parameter still has the storage it had when
+        the destination was learned (a repack that moved it would have been refused)."""
+        params = dict(self.model.named_parameters())
+        keep = {n: (view, p) for n, (view, p) in self._destinations.items()
+                if p in params and params[p].untyped_storage().data_ptr()
+                == view.untyped_storage().data_ptr()}
+        self._destinations = keep
+        return {n: view for n, (view, _) in keep.items()}
 
     def _restore_checkpoint_weights(self) -> None:
         """Give layers whose weight vLLM dropped after packing a checkpoint-shaped one again."""
@@ -90,13 +110,17 @@ class DirectLoader:
     def load(self, weights: Iterable[tuple[str, torch.Tensor]],
              immutable: Callable[[torch.Tensor], bool] = lambda t: False) -> dict[str, float]:
         """Load `weights` and repack the layers whose weights were loaded; returns the seconds
-        of each stage and how many tensors were skipped. `immutable(t)`: whether `t` is a
-        tensor nobody writes to (a resident input's own): one loaded under the same name last
-        time is skipped. On an exception the model is half-written: call `undo` and reload it
-        in full."""
+        of each stage and how many tensors were skipped. A tensor that is its name's
+        destination (merged there: see `destinations`) is not loaded again. `immutable(t)`:
+        whether `t` is a tensor nobody writes to (a resident input's own): one loaded under
+        the same name last time is skipped. On an exception the model is half-written: call
+        `undo` and reload it in full, or load every tensor again (the next `load` does)."""
+        from ptm_core.engine.copy_probe import CopyProbe
+
         start = time.perf_counter()
         self._restore_checkpoint_weights()
         skipped: list[str] = []
+        in_place: list[str] = []  # tensors the merge wrote into their destination
 
         def changed():
             for name, tensor in weights:
@@ -104,21 +128,33 @@ class DirectLoader:
                     skipped.append(name)
                     continue
                 self._served.pop(name, None)  # being overwritten; recorded again once loaded
+                dest = self._destinations.get(name)
+                if dest is not None and tensor is dest[0]:
+                    in_place.append(name)
+                    continue
                 yield name, tensor
                 if immutable(tensor):
                     self._served[name] = tensor
 
-        with torch.no_grad():
-            loaded = set(self.model.load_weights(changed()))
+        probe = None if self._probed else CopyProbe()
+        try:
+            with torch.no_grad(), probe or nullcontext():
+                loaded = set(self.model.load_weights(probe.watch(changed()) if probe else changed()))
+        except BaseException:
+            self._served.clear()  # written but not repacked: the next load does every tensor
+            raise
+        params = dict(self.model.named_parameters())
+        if probe is not None:
+            self._destinations, self._probed = probe.destinations(params), True
+        loaded |= {self._destinations[n][1] for n in in_place}
         self._loaded |= loaded
         missing = self.expected - self._loaded
         if missing:
             raise Unsupported(f"{len(missing)} parameters not in the merge, e.g. {sorted(missing)[:3]}")
         loaded_s = time.perf_counter() - start
-        params = dict(self.model.named_parameters())
         self._repack({id(params[n]) for n in loaded if n in params})
         return {"load_s": loaded_s, "repack_s": time.perf_counter() - start - loaded_s,
-                "skipped_tensors": len(skipped)}
+                "skipped_tensors": len(skipped), "in_place_tensors": len(in_place)}
 
     def _repack(self, loaded: set[int]) -> None:
         """What vLLM's process_weights_after_loading does for these methods, keeping the
@@ -144,3 +180,5 @@ class DirectLoader:
         self._dropped.clear()
         self._served.clear()
         self._loaded.clear()
+        self._destinations.clear()
+        self._probed = False

@@ -56,7 +56,7 @@ class ResidentInputs:
         self.sources: dict[str, ResidentSource] = {}
         # merge outputs reused from swap to swap on the CPU, where fresh memory is paid in page
         # faults (SmolLM2-135M: ~80k per swap, a third of the merge); CUDA's allocator caches
-        self._outputs: dict[str, torch.Tensor] | None = {} if torch.device(device).type == "cpu" else None
+        self._kept: dict[str, torch.Tensor] | None = {} if torch.device(device).type == "cpu" else None
         self._equal: dict[tuple, bool] = {}  # (refs, names) -> inputs bit-identical and finite
         self._ids: set[int] = set()  # id() of every resident tensor (holds)
 
@@ -99,18 +99,22 @@ class ResidentInputs:
     def _reindex(self) -> None:
         self._ids = {id(src.stored(n)) for src in self.sources.values() for n in src.tensor_names()}
 
-    def merged(self, recipe, num_layers: int | None, seed: int = 0, workers: int = 1
+    def merged(self, recipe, num_layers: int | None, seed: int = 0, workers: int = 1,
+               into: Mapping[str, torch.Tensor] | None = None
                ) -> Iterator[tuple[str, torch.Tensor]]:
         """The recipe's merged tensors, one at a time (HF checkpoint names, float32); merged in
         cache-sized chunks, as the exporter does (2x faster than whole tensors at 135M). On
         the CPU a chunked tensor lives in a buffer the next merge overwrites: consume (copy)
-        each before merging again. `workers` > 1: tensors are merged on that many threads of
-        one intra-op thread each, ahead of the consumer (which then overlaps with the merge),
-        and torch's thread count is put back afterwards: no OpenMP barrier per chunk, which
-        costs most when threads sleep soon (GOMP_SPINCOUNT) or cores are busy."""
+        each before merging again. `into`: tensors of these names (of their shape and device)
+        are written there instead and yielded as that very tensor (views of a live model's
+        parameters: the loader then has nothing to copy). `workers` > 1: tensors are merged
+        on that many threads of one intra-op thread each, ahead of the consumer (which then
+        overlaps with the merge), and torch's thread count is put back afterwards: no OpenMP
+        barrier per chunk, which costs most when threads sleep soon (GOMP_SPINCOUNT) or cores
+        are busy."""
         from ptm_core.errors import MergeError
         from ptm_core.merge.parallel import ordered_parallel, set_torch_threads, torch_threads
-        from ptm_core.merge.plan import CHUNK_ELEMENTS, merge_group, plan_groups
+        from ptm_core.merge.plan import CHUNK_ELEMENTS, Outputs, merge_group, plan_groups
 
         out_layers = recipe.out_layers()
         if out_layers is not None and num_layers is not None and out_layers != num_layers:
@@ -120,11 +124,12 @@ class ResidentInputs:
         sources = {ref: self.sources[ref] for ref in recipe.model_refs()}
         _check_tokenizer_options(recipe, sources)
         groups = plan_groups(recipe, sources, num_layers)
+        outputs = Outputs(kept=self._kept, destinations=into)
 
         def merge(g):
             with torch.no_grad():
                 return merge_group(recipe, sources, g, seed=seed, chunk_elements=CHUNK_ELEMENTS,
-                                   outputs=self._outputs, inputs_equal=self.inputs_equal)
+                                   outputs=outputs, inputs_equal=self.inputs_equal)
 
         # with merge threads, the consumer too runs one thread: its copies go beside them
         with torch_threads(1) if workers > 1 else nullcontext():

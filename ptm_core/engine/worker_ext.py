@@ -66,7 +66,9 @@ class WeightSwapExtension:
         self._ptm_check_fits(resident.sources[recipe.template_model()])
         stages = {"prepare_s": time.perf_counter() - start}
         loader = self._ptm_direct_loader()
-        weights = TimedIterator(resident.merged(recipe, num_layers, seed, workers=self._ptm_merge_workers()))
+        into = None if isinstance(loader, str) else loader.destinations()  # merged in place
+        weights = TimedIterator(resident.merged(recipe, num_layers, seed, into=into,
+                                                workers=self._ptm_merge_workers()))
         if not isinstance(loader, str):
             try:
                 stages.update(loader.load(weights, immutable=resident.holds), path="direct",

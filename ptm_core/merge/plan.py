@@ -161,15 +161,15 @@ def _slice_groups(recipe: Recipe, sources: Mapping[str, TensorSource],
 def merge_state(recipe: Recipe, sources: Mapping[str, TensorSource], *,
                 num_layers: Optional[int] = None, seed: int = 0,
                 groups: Optional[list[Group]] = None, chunk_elements: Optional[int] = None,
-                outputs: Optional[dict[str, torch.Tensor]] = None,
+                outputs: Optional["Outputs"] = None,
                 inputs_equal: Optional[Callable[[Group], bool]] = None
                 ) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield (name, merged float32 tensor) for every tensor of the output model. With
     `chunk_elements`, each tensor is merged chunk by chunk (chunk_rows) into its output, as
     the exporter does: the same values, but the method's passes over a chunk stay in cache.
-    `outputs`: chunked tensors are written into the buffer of their name there (made on first
-    use and kept), so repeated merges reuse memory instead of faulting in fresh pages; a
-    yielded tensor is then only valid until the next merge with the same `outputs`.
+    `outputs` (an Outputs): where tensors are written instead of new memory (a destination of
+    their name, or for chunked tensors a buffer kept from merge to merge); a yielded tensor
+    is then only valid until the next merge with the same `outputs`.
     `inputs_equal(g)`: whether every input tensor of group `g` is bit for bit the base's (and
     finite); for methods whose output is then the base, the base's own tensor is yielded
     without arithmetic (the values merge_rows computes too)."""
@@ -182,7 +182,7 @@ def merge_state(recipe: Recipe, sources: Mapping[str, TensorSource], *,
 
 def merge_group(recipe: Recipe, sources: Mapping[str, TensorSource], g: Group, *, seed: int = 0,
                 chunk_elements: Optional[int] = None,
-                outputs: Optional[dict[str, torch.Tensor]] = None,
+                outputs: Optional["Outputs"] = None,
                 inputs_equal: Optional[Callable[[Group], bool]] = None) -> torch.Tensor:
     """One output tensor of merge_state (which says what the options do)."""
     if (inputs_equal is not None and recipe.spec.base_when_inputs_equal and g.has_base
@@ -190,19 +190,47 @@ def merge_group(recipe: Recipe, sources: Mapping[str, TensorSource], g: Group, *
         return sources[g.refs[0]].get(g.names[0])
     chunks = ([None] if chunk_elements is None
               else chunk_rows(recipe, _shape(sources, g), chunk_elements))
-    if len(chunks) == 1:
-        return merge_rows(recipe, sources, g, seed, None)
     first = merge_rows(recipe, sources, g, seed, chunks[0])
-    shape = (chunks[-1][1], *first.shape[1:])
-    out = None if outputs is None else outputs.get(g.name)
-    if out is None or out.shape != shape or out.dtype != first.dtype or out.device != first.device:
+    chunked = len(chunks) > 1
+    shape = (chunks[-1][1], *first.shape[1:]) if chunked else first.shape
+    out = None if outputs is None else outputs.buffer(g.name, shape, first, chunked=chunked)
+    if out is None:
+        if not chunked:
+            return first
         out = first.new_empty(shape)
-        if outputs is not None:
-            outputs[g.name] = out
+    if not chunked:
+        return out.copy_(first)
     out[:len(first)] = first
     for rows in chunks[1:]:
         out[rows[0]:rows[1]] = merge_rows(recipe, sources, g, seed, rows)
     return out
+
+
+class Outputs:
+    """Where merge_group writes a tensor instead of new memory: into `destinations[name]` when
+    it has the tensor's shape and device (any float dtype: the merge casts as a load would;
+    a live model's parameter, so that the merge is the load), else, for a chunked tensor,
+    into a buffer kept in `kept` from merge to merge (CPU: fresh memory costs page faults).
+    Never both: a destination is not a buffer to reuse for another tensor."""
+
+    def __init__(self, kept: Optional[dict[str, torch.Tensor]] = None,
+                 destinations: Optional[Mapping[str, torch.Tensor]] = None):
+        self.kept, self.destinations = kept, destinations or {}
+
+    def buffer(self, name: str, shape: torch.Size, like: torch.Tensor, *,
+               chunked: bool) -> Optional[torch.Tensor]:
+        """The tensor to write `name` into, or None (the caller's own: its result, or for a
+        chunked tensor new memory)."""
+        dest = self.destinations.get(name)
+        if (dest is not None and dest.shape == shape and dest.device == like.device
+                and dest.is_floating_point()):
+            return dest
+        if not chunked or self.kept is None:
+            return None
+        out = self.kept.get(name)
+        if out is None or out.shape != shape or out.dtype != like.dtype or out.device != like.device:
+            out = self.kept[name] = like.new_empty(shape)
+        return out
 
 
 def _shape(sources: Mapping[str, TensorSource], g: Group) -> tuple[int, ...]:
