@@ -46,11 +46,13 @@ def test_bench_swap_warm_and_cold_agree(tmp_path):
 
 def test_bench_swap_beside_busy_processes_on_a_random_llama(tmp_path):
     """--random-llama writes the models itself; --beside measures again beside busy
-    processes, with the same outputs as quiet."""
+    processes, with the same outputs as quiet; the copy path loads what the direct path
+    merges into the parameters, with the same outputs."""
     pytest.importorskip("vllm")
     out = run_bench("swap", "--random-llama", "mini", "--omegas", "0,1", "--prompts", "2",
-                    "--max-tokens", "4", "--paths", "direct", "--no-cold", "--beside", "1",
+                    "--max-tokens", "4", "--paths", "direct,copy", "--no-cold", "--beside", "1",
                     "--workdir", str(tmp_path))
+    assert out["paths"]["direct"]["in_place_tensors"] > 0 and out["paths"]["copy"]["in_place_tensors"] == 0
     assert out["models"] == "random-llama-mini" and out["scores_match"] is True
     assert out["compared_with"] == "the direct path, quiet" and out["cold_s_per_omega"] is None
     ratios = out["beside"]["direct"]

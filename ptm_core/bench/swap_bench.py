@@ -2,8 +2,10 @@
 
 Warm: one vLLM engine holds θ_pre, θ_G and a skill model; per ω it swaps the weights in place
 and runs a fixed suite, once per swap path (`--paths`: "direct", the fast path of
-engine/direct_load.py, and "reload", vLLM's full reload), each swap split into its stages
-(merge inside the worker, loading, repacking or vLLM's reload, prefix-cache reset). Cold, as
+engine/direct_load.py; "copy", that path with the merge written into buffers and then loaded
+instead of merged into the parameters; "reload", vLLM's full reload), each swap split into
+its stages (merge inside the worker, loading, repacking or vLLM's reload, prefix-cache
+reset). Cold, as
 it is done without this tool: export the merge to disk, start a new process with a new engine
 on it, run the same suite; vLLM's own figure for loading those weights is printed beside the
 swap. Every path must give the cold path's outputs.
@@ -160,15 +162,17 @@ def busy_processes(n: int):
             proc.wait()
 
 
-def warm_runs(m: dict[str, str], recipes: list, suite: PromptSuite, direct: bool, *,
+def warm_runs(m: dict[str, str], recipes: list, suite: PromptSuite, path: str, *,
               dtype: str = "float32", inputs_on: str = "cpu", beside: int = 0) -> dict:
-    """One warm engine: per recipe, the swap's stages, the suite's time and its outputs; with
-    `beside`, the same recipes again beside that many busy processes (key "beside")."""
+    """One warm engine swapping by `path` (direct, copy, reload): per recipe, the swap's
+    stages, the suite's time and its outputs; with `beside`, the same recipes again beside
+    that many busy processes (key "beside")."""
     from ptm_core.engine.vllm_engine import VLLMEngine
 
     start = time.perf_counter()
     engine = VLLMEngine(template=m["general"], inputs=list(dict.fromkeys(m.values())),
-                        dtype=dtype, inputs_on=inputs_on, direct_swap=direct)
+                        dtype=dtype, inputs_on=inputs_on, direct_swap=path != "reload",
+                        merge_in_place=path == "direct")
     out = {"engine_start_s": time.perf_counter() - start}
     with engine:
         engine.apply(recipes[0])  # one-off work (weights vLLM dropped, buffers): not a sample
@@ -263,7 +267,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--general", help="θ_G directory (with --model; default: a perturbed copy)")
     p.add_argument("--skill", default="safety",
                    help="skill model: a directory, or the lab skill to add (when the lab exists)")
-    p.add_argument("--paths", default="direct,reload", help="swap paths to measure: direct, reload")
+    p.add_argument("--paths", default="direct,reload",
+                   help="swap paths to measure: direct, copy (direct, but merged into buffers "
+                        "and loaded, not merged into the parameters), reload")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                    help="the engine's dtype (and the random Llama's); float32 for exact CPU checks")
     p.add_argument("--inputs-on", default="cpu", choices=("cpu", "worker"),
@@ -285,8 +291,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     from ptm_core.merge.ptm import task_arithmetic
 
     paths = [x.strip() for x in a.paths.split(",") if x.strip()]
-    if not paths or set(paths) - {"direct", "reload"}:
-        raise PTMError(f"--paths: a comma-separated list of direct, reload; got {a.paths!r}")
+    if not paths or set(paths) - {"direct", "copy", "reload"}:
+        raise PTMError(f"--paths: a comma-separated list of direct, copy, reload; got {a.paths!r}")
     if a.model is not None and not (Path(a.model) / "config.json").exists():
         raise PTMError(f"--model {a.model!r}: not an HF checkpoint directory (no config.json)")
     if a.model is not None and a.random_llama is not None:
@@ -305,7 +311,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     suite = fixed_suite(a.prompts, a.max_tokens)
     load_before = os.getloadavg()
 
-    warm = {path: warm_runs(m, recipes, suite, path == "direct", dtype=a.dtype,
+    warm = {path: warm_runs(m, recipes, suite, path, dtype=a.dtype,
                             inputs_on=a.inputs_on, beside=a.beside) for path in paths}
     cold = None if a.no_cold else cold_runs(workdir, omegas, recipes, a)
     reference = ([{"metrics": c["metrics"], "outputs": c["outputs"]} for c in cold] if cold

@@ -47,13 +47,16 @@ class VLLMEngine:
                  dtype: str = "auto", max_model_len: int | None = None,
                  inputs_on: str = "cpu", inputs_dtype: str | None = None,
                  kv_cache_gib: float = 1.0, merge_seed: int = 0, seed: int = 0,
-                 direct_swap: bool = True, **llm_kwargs: Any):
+                 direct_swap: bool = True, merge_in_place: bool = True, **llm_kwargs: Any):
         """`dtype`: vLLM's model dtype ("auto" = the checkpoint's; "float32" for exact CPU
         cross-checks). `inputs_on`: "cpu" or "worker" (the GPU: fastest swaps, but needs
         device-agnostic merge methods and room left by a lower `gpu_memory_utilization`; see
         docs/evaluation.md). `direct_swap`: load merges straight into the live parameters when
         the model allows it (engine/direct_load.py; on CPU it keeps one more copy of the linear
-        weights), else through vLLM's full reload. Extra keyword arguments go to `vllm.LLM`."""
+        weights), else through vLLM's full reload; `merge_in_place`: on that path, merge the
+        tensors its loaders only copy straight into their parameters (False: merge into
+        buffers and load them, to measure the difference). Extra keyword arguments go to
+        `vllm.LLM`."""
         from vllm import LLM
         from vllm.platforms import current_platform
 
@@ -76,7 +79,7 @@ class VLLMEngine:
         self.last_swap: dict[str, Any] = {}  # the last apply's stages (seconds) and path
         self._lock = threading.RLock()
         self._rpc("configure_inputs", inputs_on, inputs_dtype)
-        self._rpc("configure_swap", direct_swap)
+        self._rpc("configure_swap", direct_swap, merge_in_place)
         if inputs:
             self.load_inputs(inputs)
 

@@ -18,6 +18,7 @@ class WeightSwapExtension:
     _ptm_inputs = None  # ResidentInputs, created on first use
     _ptm_served_shapes = None  # tensor name -> shape of the checkpoint vLLM started from
     _ptm_direct = None  # DirectLoader, or why swaps use vLLM's full reload; None: not decided
+    _ptm_in_place = True  # merge straight into the parameters where the loaders only copy
 
     def _ptm_resident(self, device: str = "cpu", dtype: str | None = None):
         from ptm_core.engine.resident import ResidentInputs
@@ -45,10 +46,12 @@ class WeightSwapExtension:
     def resident_inputs(self) -> list[str]:
         return list(self._ptm_resident().sources)
 
-    def configure_swap(self, direct: bool = True) -> None:
+    def configure_swap(self, direct: bool = True, in_place: bool = True) -> None:
         """`direct`: load merges straight into the live parameters when the model allows it
-        (direct_load.py), else always through vLLM's full reload."""
+        (direct_load.py), else always through vLLM's full reload. `in_place`: on that path,
+        merge tensors into their parameters where the loaders would only copy them."""
         self._ptm_direct = None if direct else "disabled"
+        self._ptm_in_place = in_place
 
     def apply_recipe(self, recipe_yaml: str, num_layers: int | None = None, seed: int = 0) -> dict:
         """Rebuild the weights of `recipe_yaml` from the resident inputs and load them in place
@@ -66,7 +69,7 @@ class WeightSwapExtension:
         self._ptm_check_fits(resident.sources[recipe.template_model()])
         stages = {"prepare_s": time.perf_counter() - start}
         loader = self._ptm_direct_loader()
-        into = None if isinstance(loader, str) else loader.destinations()  # merged in place
+        into = loader.destinations() if self._ptm_in_place and not isinstance(loader, str) else None
         weights = TimedIterator(resident.merged(recipe, num_layers, seed, into=into,
                                                 workers=self._ptm_merge_workers()))
         if not isinstance(loader, str):
