@@ -120,7 +120,11 @@ def test_tensors_with_a_destination_are_merged_into_it(models, tmp_path, workers
     saved = plan.CHUNK_ELEMENTS
     try:
         plan.CHUNK_ELEMENTS = 4096  # up_proj (160 x 64) in three chunks, q_proj (64 x 64) whole
-        merged = dict(ResidentInputs().merged(r, num_layers=2, into=into, workers=workers))
+        resident = ResidentInputs()
+        list(resident.merged(r, num_layers=2, workers=workers))
+        assert chunked in resident._kept  # a buffer for the chunked tensor ...
+        merged = dict(resident.merged(r, num_layers=2, into=into, workers=workers))
+        assert chunked not in resident._kept  # ... freed once it has a destination
     finally:
         plan.CHUNK_ELEMENTS = saved
     assert merged[whole] is into[whole] and torch.equal(into[whole], exported[whole])

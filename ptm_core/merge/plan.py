@@ -224,6 +224,8 @@ class Outputs:
         dest = self.destinations.get(name)
         if (dest is not None and dest.shape == shape and dest.device == like.device
                 and dest.is_floating_point()):
+            if self.kept is not None:
+                self.kept.pop(name, None)  # a buffer kept from before is not needed again
             return dest
         if not chunked or self.kept is None:
             return None
