@@ -22,7 +22,7 @@ def test_bench_merge_contract(tmp_path):
     out = run_bench("merge", "--workdir", str(tmp_path), "--layers", "1", "--hidden", "128",
                     "--intermediate", "256", "--vocab", "1000", "--repeat", "1", "--no-mergekit")
     assert out["models"] == 4 and out["inputs_mb"] > 0
-    for key in ("ptm_core_s", "ptm_core_peak_rss_mb", "floor_s", "startup_s", "vs_floor"):
+    for key in ("ptm_core_s", "ptm_core_peak_rss_mb", "floor_s", "startup_s", "compute_s", "vs_floor"):
         assert out[key] > 0
 
 

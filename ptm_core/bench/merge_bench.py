@@ -3,8 +3,9 @@
 Builds synthetic Llama-shaped checkpoints (bf16, sharded; θ_pre, θ_G and two skills), merges
 them with PTM task arithmetic, and measures in one run, each as a separate process: this
 project's merge, `mergekit-yaml` on the same recipe (when installed), the floor (reading
-every input once and copying one model) and the startup every torch process pays (Python and
-`import torch`). `--scale large` is four ~1.5 GB inputs. Wall time and peak RSS are per process (wait4), with
+every input once and copying one model), the startup every torch process pays (Python and
+`import torch`) and the compute limit (the exporter's arithmetic on the same threads without
+its writes, timed from its first tensor). `--scale large` is four ~1.5 GB inputs. Wall time and peak RSS are per process (wait4), with
 the inputs already in the page cache for all of them. The last line is a JSON object.
 """
 
@@ -101,14 +102,14 @@ print(json.dumps({"wall": time.perf_counter() - start, "rss_kb": usage.ru_maxrss
 """
 
 
-def measure(cmd: list[str], env: Optional[dict] = None) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of one child process."""
+def measure(cmd: list[str], env: Optional[dict] = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MiB, the end of its stderr) of one child process."""
     out = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, *cmd], env=env, capture_output=True,
                          text=True, check=True).stdout
     r = json.loads(out.strip().splitlines()[-1])
     if r["code"] != 0:
         raise RuntimeError(f"{cmd[0]} failed ({r['code']}): {r['err']}")
-    return r["wall"], r["rss_kb"] / 1024
+    return r["wall"], r["rss_kb"] / 1024, r["err"]
 
 
 FLOOR = """
@@ -126,6 +127,34 @@ shutil.copytree(src[1], dst)
 # Starting Python and importing torch, which every merge process pays before its first tensor
 # (ptm_core's figure includes it; the copy floor, which needs no torch, does not).
 STARTUP = "import torch"
+
+# The exporter's arithmetic without its writes: the same chunks merged on the same threads from
+# the same (page-cached) inputs, and cast to the output dtype as the writer casts them, but
+# nothing written. It times itself from its first tensor, so its figure is the compute limit
+# on these cores, without the startup.
+COMPUTE = """
+import json, sys, time
+from contextlib import ExitStack
+import torch
+from ptm_core.merge.checkpoint import Checkpoint
+from ptm_core.merge.parallel import ordered_parallel, torch_threads
+from ptm_core.merge.plan import chunk_rows, merge_rows, plan_groups
+from ptm_core.merge.recipe import Recipe
+
+recipe = Recipe.from_yaml(open(sys.argv[1]).read())
+with ExitStack() as stack:
+    ckpts = {ref: stack.enter_context(Checkpoint.open(ref)) for ref in recipe.model_refs()}
+    template = ckpts[recipe.template_model()]
+    start = time.perf_counter()
+    groups = plan_groups(recipe, ckpts, template.num_layers)
+    tasks = [(g, rows) for g in groups
+             for rows in chunk_rows(recipe, ckpts[g.refs[0]].shape(g.names[0]))]
+    merged = ordered_parallel(lambda t: merge_rows(recipe, ckpts, t[0], 0, t[1]), tasks, 2)
+    with torch_threads(1):
+        for chunk in merged:
+            chunk.to(template.main_dtype)
+    print(json.dumps({"compute_s": time.perf_counter() - start}), file=sys.stderr)
+"""
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -162,24 +191,34 @@ def main(argv: Optional[list[str]] = None) -> int:
     contenders = {
         "floor": lambda out: [sys.executable, "-c", FLOOR, *map(str, paths.values()), str(out)],
         "startup": lambda out: [sys.executable, "-c", STARTUP],
+        "compute": lambda out: [sys.executable, "-c", COMPUTE, str(cfg)],
         "ptm_core": lambda out: [sys.executable, "-m", "ptm_core", "merge", str(cfg), str(out), "--quiet"],
     }
     if mergekit.exists() and not a.no_mergekit:
         contenders["mergekit"] = lambda out: [str(mergekit), str(cfg), str(out)]
     results: dict[str, dict] = {}
     for name, cmd in contenders.items():
-        walls, rss = [], []
+        walls, rss, timed = [], [], []
         for _ in range(a.repeat):
             out = root / f"out_{name}"
             shutil.rmtree(out, ignore_errors=True)
-            w, r = measure(cmd(out), env)
+            # no contender pays for writing back another's dirty pages (ptm_core fsyncs its
+            # output: after the floor's unsynced copy it waited for that copy too)
+            os.sync()
+            w, r, err = measure(cmd(out), env)
             walls.append(w)
             rss.append(r)
+            if name == "compute":  # its own figure, from its first tensor
+                timed.append(json.loads(err.strip().splitlines()[-1])["compute_s"])
         results[name] = {"s": statistics.median(walls), "peak_rss_mb": max(rss),
                          "rss_pct_inputs": 100 * max(rss) * 2**20 / inputs_bytes}
+        if timed:
+            results[name]["timed_s"] = statistics.median(timed)
         print(f"{name:>9}: {results[name]['s']:6.2f} s  peak RSS {results[name]['peak_rss_mb']:7.0f} MiB "
               f"({results[name]['rss_pct_inputs']:5.1f}% of inputs)  runs: "
-              + ", ".join(f"{w:.2f}" for w in walls), file=sys.stderr)
+              + ", ".join(f"{w:.2f}" for w in walls)
+              + (f"  (arithmetic alone: {', '.join(f'{t:.2f}' for t in timed)})" if timed else ""),
+              file=sys.stderr)
 
     summary = {"inputs_mb": round(inputs_bytes / 2**20, 1), "models": len(paths),
                "ptm_core_s": round(results["ptm_core"]["s"], 3),
@@ -188,9 +227,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                "floor_s": round(results["floor"]["s"], 3),
                "floor_peak_rss_mb": round(results["floor"]["peak_rss_mb"], 1),
                "startup_s": round(results["startup"]["s"], 3),
+               # the exporter's arithmetic and casts without writes, timed from its first tensor
+               "compute_s": round(results["compute"]["timed_s"], 3),
                "vs_floor": round(results["ptm_core"]["s"] / results["floor"]["s"], 2),
                "vs_floor_after_startup": round((results["ptm_core"]["s"] - results["startup"]["s"])
                                                / results["floor"]["s"], 2),
+               # against the larger of the two limits a merge has on these cores: the copy
+               # (I/O) and the arithmetic, after the startup every torch process pays
+               "vs_limit_after_startup": round((results["ptm_core"]["s"] - results["startup"]["s"])
+                                               / max(results["floor"]["s"], results["compute"]["timed_s"]), 2),
                "scale": a.scale, "load_after": [round(x, 2) for x in os.getloadavg()]}
     if "mergekit" in results:
         summary.update({"mergekit_s": round(results["mergekit"]["s"], 3),
