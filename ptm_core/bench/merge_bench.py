@@ -137,8 +137,9 @@ import json, sys, time
 from contextlib import ExitStack
 import torch
 from ptm_core.merge.checkpoint import Checkpoint
-from ptm_core.merge.parallel import ordered_parallel, torch_threads
-from ptm_core.merge.plan import chunk_rows, merge_rows, plan_groups
+from ptm_core.merge.export import merged_chunks
+from ptm_core.merge.parallel import torch_threads
+from ptm_core.merge.plan import plan_groups
 from ptm_core.merge.recipe import Recipe
 
 recipe = Recipe.from_yaml(open(sys.argv[1]).read())
@@ -147,9 +148,8 @@ with ExitStack() as stack:
     template = ckpts[recipe.template_model()]
     start = time.perf_counter()
     groups = plan_groups(recipe, ckpts, template.num_layers)
-    tasks = [(g, rows) for g in groups
-             for rows in chunk_rows(recipe, ckpts[g.refs[0]].shape(g.names[0]))]
-    merged = ordered_parallel(lambda t: merge_rows(recipe, ckpts, t[0], 0, t[1]), tasks, 2)
+    shapes = [ckpts[g.refs[0]].shape(g.names[0]) for g in groups]
+    merged = merged_chunks(recipe, ckpts, groups, shapes, 0, 2)  # export()'s default workers
     with torch_threads(1):
         for chunk in merged:
             chunk.to(template.main_dtype)

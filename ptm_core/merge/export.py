@@ -13,7 +13,7 @@ import shutil
 import sys
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Iterator, Mapping, Optional
 
 import torch
 from tqdm import tqdm
@@ -85,9 +85,7 @@ def export(recipe: Recipe, out_dir: str | Path, *, force: bool = False, seed: in
             bar = tqdm(total=sum(e.nbytes for e in entries), desc="merging", unit="B",
                        unit_scale=True, disable=not progress, file=sys.stderr)
 
-            tasks = [(g, rows) for g, e in zip(groups, entries) for rows in chunk_rows(recipe, e.shape)]
-            merged = ordered_parallel(
-                lambda task: merge_rows(recipe, sources, task[0], seed, task[1]), tasks, workers)
+            merged = merged_chunks(recipe, sources, groups, [e.shape for e in entries], seed, workers)
 
             def produce(entry: OutTensor):
                 for _ in chunk_rows(recipe, entry.shape):
@@ -117,6 +115,15 @@ def export(recipe: Recipe, out_dir: str | Path, *, force: bool = False, seed: in
                 recipe, inputs, template=recipe.template_model(), seed=seed, scores=scores,
                 version=__version__))
     return out
+
+
+def merged_chunks(recipe: Recipe, sources, groups: list, shapes: list[tuple[int, ...]],
+                  seed: int, workers: int) -> Iterator[torch.Tensor]:
+    """The exporter's stream: every group's merged float32 row chunks (chunk_rows of its
+    shape), in order, merged on `workers` threads ahead of the consumer."""
+    tasks = [(g, rows) for g, shape in zip(groups, shapes) for rows in chunk_rows(recipe, shape)]
+    return ordered_parallel(lambda task: merge_rows(recipe, sources, task[0], seed, task[1]),
+                            tasks, workers)
 
 
 def output_path(out_dir: str | Path) -> Path:
