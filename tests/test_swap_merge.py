@@ -81,17 +81,11 @@ def test_swap_merge_equals_the_export_and_passes_shared_tensors_through(models, 
 
 def test_merge_buffers_are_reused_from_merge_to_merge(models):
     resident = ResidentInputs()
+    resident.chunk_elements = 4096
     name = "model.layers.1.mlp.up_proj.weight"  # 160 x 64: chunked with 4k-element chunks
-    import ptm_core.merge.plan as plan
-
-    saved = plan.CHUNK_ELEMENTS
-    try:
-        plan.CHUNK_ELEMENTS = 4096
-        first = dict(resident.merged(recipe(models, 0.25), num_layers=2))[name]
-        values = first.clone()
-        second = dict(resident.merged(recipe(models, 1.0), num_layers=2))[name]
-    finally:
-        plan.CHUNK_ELEMENTS = saved
+    first = dict(resident.merged(recipe(models, 0.25), num_layers=2))[name]
+    values = first.clone()
+    second = dict(resident.merged(recipe(models, 1.0), num_layers=2))[name]
     assert second is first and not torch.equal(second, values)
 
 
@@ -108,8 +102,6 @@ def test_tensors_with_a_destination_are_merged_into_it(models, tmp_path, workers
     """`into` (a live model's parameters, in the engine): a whole tensor and a chunked one are
     written there, cast to its dtype as a load would, and yielded as that very tensor; a
     destination of another shape, or for a tensor passed through, is left alone."""
-    import ptm_core.merge.plan as plan
-
     r = recipe(models, 0.5)
     exported = load_file(export(r, tmp_path / "out") / "model.safetensors")
     whole, chunked = "model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.up_proj.weight"
@@ -117,16 +109,12 @@ def test_tensors_with_a_destination_are_merged_into_it(models, tmp_path, workers
             chunked: torch.zeros(exported[chunked].shape, dtype=torch.bfloat16),
             "model.layers.1.mlp.down_proj.weight": torch.zeros(3, 3),
             SHARED[0]: torch.zeros(exported[SHARED[0]].shape)}
-    saved = plan.CHUNK_ELEMENTS
-    try:
-        plan.CHUNK_ELEMENTS = 4096  # up_proj (160 x 64) in three chunks, q_proj (64 x 64) whole
-        resident = ResidentInputs()
-        list(resident.merged(r, num_layers=2, workers=workers))
-        assert chunked in resident._kept  # a buffer for the chunked tensor ...
-        merged = dict(resident.merged(r, num_layers=2, into=into, workers=workers))
-        assert chunked not in resident._kept  # ... freed once it has a destination
-    finally:
-        plan.CHUNK_ELEMENTS = saved
+    resident = ResidentInputs()
+    resident.chunk_elements = 4096  # up_proj (160 x 64) in three chunks, q_proj (64 x 64) whole
+    list(resident.merged(r, num_layers=2, workers=workers))
+    assert chunked in resident._kept  # a buffer for the chunked tensor ...
+    merged = dict(resident.merged(r, num_layers=2, into=into, workers=workers))
+    assert chunked not in resident._kept  # ... freed once it has a destination
     assert merged[whole] is into[whole] and torch.equal(into[whole], exported[whole])
     assert merged[chunked] is into[chunked]
     assert torch.equal(into[chunked], exported[chunked].to(torch.bfloat16))
