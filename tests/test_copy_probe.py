@@ -70,3 +70,18 @@ def test_nothing_is_watched_outside_the_probe():
     with torch.no_grad():
         model.load_weights(probe.watch(iter(weights())))
     assert probe.destinations(dict(model.named_parameters())) == {}
+
+
+def test_a_failure_inside_the_probe_leaves_the_load_intact_and_finds_nothing(monkeypatch):
+    import ptm_core.engine.copy_probe as copy_probe
+
+    def broken(t):
+        raise RuntimeError("unexpected tensor")
+
+    monkeypatch.setattr(copy_probe, "_span", broken)
+    model, probe = Model(), CopyProbe()
+    given = weights()
+    with torch.no_grad(), probe:
+        model.load_weights(probe.watch(iter(given)))
+    assert torch.equal(model.plain, dict(given)["plain"])  # the loaders still ran
+    assert probe.destinations(dict(model.named_parameters())) == {}

@@ -43,6 +43,7 @@ class CopyProbe(TorchFunctionMode):
         self._copies: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._other: set[str] = set()  # names used in any other way
         self._writes: list[tuple[int, int, str | None]] = []  # every in-place op's span, by whom
+        self._broken = False  # the bookkeeping failed somewhere: trust none of it
 
     def watch(self, weights: Iterable[tuple[str, torch.Tensor]]) -> Iterator[tuple[str, torch.Tensor]]:
         for name, tensor in weights:
@@ -59,6 +60,14 @@ class CopyProbe(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         result = func(*args, **kwargs)
+        if not self._broken:
+            try:
+                self._record(func, args, kwargs, result)
+            except Exception:  # a gap in the probe must not fail the load: no destinations
+                self._broken = True
+        return result
+
+    def _record(self, func, args, kwargs, result) -> None:
         name = _name(func)
         copied = None
         for i, value in enumerate((*args, *kwargs.values())):
@@ -78,12 +87,13 @@ class CopyProbe(TorchFunctionMode):
             span = _span(args[0])
             if span is not None:
                 self._writes.append((*span, copied))
-        return result
 
     def destinations(self, params: dict[str, torch.nn.Parameter]) -> dict[str, tuple[torch.Tensor, str]]:
         """Checkpoint name -> (the region of a parameter it was copied into, that parameter's
         name), for the names copied exactly once and used no other way, into a contiguous
         region of one parameter that nothing else written during the load overlaps."""
+        if self._broken:
+            return {}
         by_storage = {p.untyped_storage().data_ptr(): n for n, p in params.items() if p.numel()}
         found: dict[str, tuple[torch.Tensor, str]] = {}
         for name, dsts in self._copies.items():
