@@ -137,7 +137,7 @@ import json, sys, time
 from contextlib import ExitStack
 import torch
 from ptm_core.merge.checkpoint import Checkpoint
-from ptm_core.merge.export import merged_chunks
+from ptm_core.merge.export import DEFAULT_WORKERS, merged_chunks
 from ptm_core.merge.parallel import torch_threads
 from ptm_core.merge.plan import plan_groups
 from ptm_core.merge.recipe import Recipe
@@ -149,7 +149,7 @@ with ExitStack() as stack:
     start = time.perf_counter()
     groups = plan_groups(recipe, ckpts, template.num_layers)
     shapes = [ckpts[g.refs[0]].shape(g.names[0]) for g in groups]
-    merged = merged_chunks(recipe, ckpts, groups, shapes, 0, 2)  # export()'s default workers
+    merged = merged_chunks(recipe, ckpts, groups, shapes, 0, DEFAULT_WORKERS)  # as `merge` runs
     with torch_threads(1):
         for chunk in merged:
             chunk.to(template.main_dtype)

@@ -32,6 +32,7 @@ from ptm_core.merge.vocab import (TOKENIZER_FILES, VocabularySources, build_voca
                                   save_tokenizer, writes_tokenizer)
 
 DEFAULT_SHARD_BYTES = 2 * 1024**3
+DEFAULT_WORKERS = 2  # merge threads, one per core of the machines this was tuned on
 RECIPE_NAME = "mergekit_config.yml"  # the name mergekit-yaml gives the recipe it writes
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
                  "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -52,7 +53,7 @@ def plan_shards(entries: list[OutTensor], max_bytes: int) -> list[list[OutTensor
 
 def export(recipe: Recipe, out_dir: str | Path, *, force: bool = False, seed: int = 0,
            shard_bytes: int = DEFAULT_SHARD_BYTES, scores: Optional[Mapping[str, float]] = None,
-           progress: bool = False, workers: int = 2) -> Path:
+           progress: bool = False, workers: int = DEFAULT_WORKERS) -> Path:
     """Merge `recipe` into `out_dir` (created atomically) and return its resolved path."""
     out = output_path(out_dir)
     with ExitStack() as stack:
